@@ -1,0 +1,89 @@
+"""Load a definition pack from files: parse, merge, build the model, run the checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from dsl.diagnostics import Diagnostic, Span, sort_diagnostics
+from dsl.source_map import SourceMap
+from dsl.sources import MergedDocument, PackSource, discover_packs, load_pack_source
+from dsl.yaml_loader import LoadLimits
+from engine.checks import check_pack
+from engine.errors import translate
+from engine.model import Pack
+
+# Top-level keys whose entries may be spread over several files of a pack.
+SECTIONS = frozenset(
+    {
+        "calendars", "roles", "skills", "teams", "templates", "workflows", "permissions",
+        "rules", "sla", "messages", "canned_replies",
+    }
+)
+
+
+@dataclass(slots=True)
+class PackResult:
+    """The outcome of loading one pack: the model when it is valid, and every diagnostic."""
+
+    source: PackSource
+    pack: Pack | None
+    diagnostics: list[Diagnostic]
+    texts: dict[str, str] = field(default_factory=dict)
+    source_map: SourceMap | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing blocks publishing (warnings allowed)."""
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def validate_document(merged: MergedDocument) -> tuple[Pack | None, list[Diagnostic]]:
+    """Model and semantic checks of already-parsed pack data."""
+    if not merged.data:
+        first = next(iter(merged.texts), "<pack>")
+        return None, [
+            Diagnostic(
+                "empty-pack",
+                "the pack is empty",
+                Span(first, 1, 1),
+                hint="start with 'pack:', 'title:' and 'timezone:'",
+            )
+        ]
+    try:
+        pack = Pack.model_validate(merged.data)
+    except ValidationError as exc:
+        return None, translate(exc, Pack, merged.data, merged.source)
+    return pack, check_pack(pack, merged.source)
+
+
+def load_pack(
+    source: PackSource, limits: LoadLimits | None = None, display_root: Path | None = None
+) -> PackResult:
+    """Load one pack (a file or a directory of files) into a model, or say why not."""
+    merged, diagnostics = load_pack_source(source, SECTIONS, limits, display_root)
+    if merged is None:
+        return PackResult(source, None, sort_diagnostics(diagnostics))
+    pack, more = validate_document(merged)
+    all_diags = sort_diagnostics([*diagnostics, *more])
+    if any(d.is_error for d in diagnostics):
+        pack = None
+    return PackResult(source, pack, all_diags, merged.texts, merged.source)
+
+
+def load_packs(
+    paths: list[Path], limits: LoadLimits | None = None, display_root: Path | None = None
+) -> list[PackResult]:
+    """Load every pack found under `paths` (see `discover_packs`)."""
+    return [load_pack(s, limits, display_root) for s in discover_packs(paths)]
+
+
+def load_pack_path(path: Path | str, limits: LoadLimits | None = None) -> PackResult:
+    """Load the single pack at `path`."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(
+        f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
+    )
+    return load_pack(PackSource(p, files), limits)
