@@ -61,6 +61,13 @@ def pack_schema() -> dict[str, Any]:
         "title": "ticketflow definition pack",
     }
     body = _clean(raw)
+    # A pack may span several files and each file is checked on its own by editors, so
+    # the root keys are not required here; `ticketflow validate` reports missing ones.
+    body.pop("required", None)
+    body["description"] = (
+        "A ticketflow definition pack (or one file of a pack spread over several files). "
+        "A complete pack needs `pack`, `title` and `timezone`."
+    )
     schema.update(body)
     schema["definitions"] = {name: _clean(d) for name, d in sorted(defs.items())}
     return schema
