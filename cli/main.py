@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -53,9 +52,7 @@ def validate(
     if not results:
         typer.echo("error: no pack files (*.yaml) found", err=True)
         raise typer.Exit(2)
-    failed = any(
-        not r.ok or (warnings_as_errors and r.diagnostics) for r in results
-    )
+    failed = any(not r.ok or (warnings_as_errors and r.diagnostics) for r in results)
     if output is OutputFormat.json:
         payload = [
             {
@@ -99,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -51,9 +51,7 @@ class Diagnostic:
 
     def headline(self) -> str:
         """`file:line:col: severity[code]: message`, the one-line form."""
-        where = (
-            f"{self.span.file}:{self.span.line}:{self.span.column}" if self.span else "<pack>"
-        )
+        where = f"{self.span.file}:{self.span.line}:{self.span.column}" if self.span else "<pack>"
         return f"{where}: {self.severity.value}[{self.code}]: {self.message}"
 
     def as_json(self) -> dict[str, object]:

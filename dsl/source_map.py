@@ -27,7 +27,7 @@ class SourceMap:
         # An error deep inside aliased data points into the anchored text.
         for cut in range(len(path), 0, -1):
             target = self.aliases.get(path[:cut])
-            if target is not None and path[:cut] not in self.values or (
+            if (target is not None and path[:cut] not in self.values) or (
                 target is not None and cut < len(path)
             ):
                 return (*target, *path[cut:])

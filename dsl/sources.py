@@ -27,9 +27,7 @@ class PathNotFound(Exception):
 
 
 def _pack_files(directory: Path) -> list[Path]:
-    return sorted(
-        p for p in directory.rglob("*") if p.suffix in PACK_SUFFIXES and p.is_file()
-    )
+    return sorted(p for p in directory.rglob("*") if p.suffix in PACK_SUFFIXES and p.is_file())
 
 
 def discover_packs(paths: Iterable[Path]) -> list[PackSource]:
@@ -154,7 +152,9 @@ def _only(source: SourceMap, key: str, keep_section_span: bool = True) -> Source
 
 
 def load_pack_source(
-    pack: PackSource, sections: frozenset[str], limits: LoadLimits | None = None,
+    pack: PackSource,
+    sections: frozenset[str],
+    limits: LoadLimits | None = None,
     display_root: Path | None = None,
 ) -> tuple[MergedDocument | None, list[Diagnostic]]:
     """Load and merge every file of a pack; None when a file could not be parsed."""

@@ -274,18 +274,14 @@ class _Builder:
         self.written_nodes += 1
         path = self._child_path()
         assert path is not None
-        container: dict[str, Any] | list[Any] = (
-            {} if isinstance(event, MappingStartEvent) else []
-        )
+        container: dict[str, Any] | list[Any] = {} if isinstance(event, MappingStartEvent) else []
         self.stack.append(_Frame(container, path, span, event.anchor))
 
     def _end(self, event: Event) -> None:
         frame = self.stack.pop()
         if isinstance(frame.container, dict):
             self._apply_merges(frame)
-            frame.container = {
-                k: v for k, v in frame.container.items() if not k.startswith("\0")
-            }
+            frame.container = {k: v for k, v in frame.container.items() if not k.startswith("\0")}
         self._attach(frame.container, frame.span, frame.size, frame.anchor)
         self._check_expansion(event)
 
@@ -340,9 +336,9 @@ def _flow_depth_exceeds(text: str, limit: int) -> tuple[int, int] | None:
     while i < n:
         ch = text[i]
         if quote is not None:
-            if ch == "\\" and quote == '"':
-                i += 1
-            elif ch == quote and quote == "'" and text.startswith("''", i):
+            if (ch == "\\" and quote == '"') or (
+                ch == quote and quote == "'" and text.startswith("''", i)
+            ):
                 i += 1
             elif ch == quote:
                 quote, last = None, ch

@@ -6,6 +6,7 @@ turns into file:line:col; all problems are collected, none stops the others.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -200,7 +201,8 @@ class PackChecker:
                     "invalid-day",
                     f"'{spec}' is not a day or day range",
                     (*path, spec),
-                    did_you_mean(bad, DAYS) or "use mon, tue, wed, thu, fri, sat, sun, "
+                    did_you_mean(bad, DAYS)
+                    or "use mon, tue, wed, thu, fri, sat, sun, "
                     "ranges like mon-fri, or lists like sat,sun",
                     key=True,
                 )
@@ -227,7 +229,7 @@ class PackChecker:
                     b += 24 * 60  # overnight span runs into the next day
                 minutes.append((a, b, f"{start}-{end}"))
         minutes.sort()
-        for (a1, b1, s1), (a2, _, s2) in zip(minutes, minutes[1:], strict=False):
+        for (_, b1, s1), (a2, _, s2) in itertools.pairwise(minutes):
             if a2 < b1:
                 self.report(
                     "overlapping-hours",
@@ -250,7 +252,10 @@ class PackChecker:
                 self._check_country(entry.country, entry.subdivision, path, entry)
 
     def _check_country(
-        self, country: str, subdivision: str | None, path: JsonPath,
+        self,
+        country: str,
+        subdivision: str | None,
+        path: JsonPath,
         entry: HolidaySource | None = None,
     ) -> None:
         supported = _holiday_countries()
@@ -284,8 +289,11 @@ class PackChecker:
                 self.reference("role", team.lead_role, self.roles, (*base, "lead_role"))
             skills = team.skills if isinstance(team.skills, list) else list(team.skills)
             for i, skill in enumerate(skills):
-                spath = (*base, "skills", i) if isinstance(team.skills, list) else (
-                    *base, "skills", skill)
+                spath = (
+                    (*base, "skills", i)
+                    if isinstance(team.skills, list)
+                    else (*base, "skills", skill)
+                )
                 self.reference("skill", skill, self.skills, spath, "(declare it under skills:)")
             if isinstance(team.skills, dict):
                 for skill, level in team.skills.items():
@@ -342,10 +350,13 @@ class PackChecker:
                     self.field_in_templates(field, self.templates_using(name), (*tpath, key, i))
             for i, action in enumerate(tr.do):
                 self.check_action(action, (*tpath, "do", i), self.templates_using(name))
-        unresolved = any(
-            d.code == "unknown-reference" and "state" in d.message
-            for d in self.diagnostics[before:]
-        ) or wf.initial not in states
+        unresolved = (
+            any(
+                d.code == "unknown-reference" and "state" in d.message
+                for d in self.diagnostics[before:]
+            )
+            or wf.initial not in states
+        )
         if not unresolved:
             # With a broken state reference every later state would look unreachable.
             self._check_graph(name, wf, edges)
@@ -480,8 +491,9 @@ class PackChecker:
             defaults = default if isinstance(default, list) else [default]
             for i, value in enumerate(defaults):
                 if value is not None and value not in options:
-                    dpath = (*path, "default", i) if isinstance(default, list) else (
-                        *path, "default")
+                    dpath = (
+                        (*path, "default", i) if isinstance(default, list) else (*path, "default")
+                    )
                     self.report(
                         "unknown-option",
                         f"default '{value}' is not one of the options",
@@ -586,8 +598,9 @@ class PackChecker:
                 for i, field in enumerate(value):
                     self.field_anywhere(field, scope, (*path, key, i))
         workflows = {self.pack.templates[t].workflow for t in scope or self.pack.templates}
-        states = {s for w in workflows if w in self.pack.workflows
-                  for s in self.pack.workflows[w].states}
+        states = {
+            s for w in workflows if w in self.pack.workflows for s in self.pack.workflows[w].states
+        }
         for state, sp in perm.states.items():
             spath = (*path, "states", state)
             if not self._broken(scope or self.pack.templates):
@@ -636,7 +649,9 @@ class PackChecker:
                 self.reference("state", state, self._states_of(scope), (*tpath, key))
         elif isinstance(trig, TransitionedTrigger) and not self._broken(scope):
             self.reference(
-                "transition", trig.transitioned, self._transitions_of(scope),
+                "transition",
+                trig.transitioned,
+                self._transitions_of(scope),
                 (*tpath, "transitioned"),
             )
         elif isinstance(trig, UpdatedTrigger):
@@ -658,8 +673,12 @@ class PackChecker:
         ranges = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
         names = ("minute", "hour", "day of month", "month", "day of week")
         week = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-        months = {m: i + 1 for i, m in enumerate(
-            "jan feb mar apr may jun jul aug sep oct nov dec".split())}
+        months = {
+            m: i + 1
+            for i, m in enumerate(
+                ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+            )
+        }
         for part, (lo, hi), what, words in zip(
             expr.split(), ranges, names, ({}, {}, {}, months, week), strict=True
         ):
@@ -690,10 +709,14 @@ class PackChecker:
             for field in action.set:
                 self.field_anywhere(field, scope, (*path, "set", field))
         elif isinstance(action, TransitionAction) and not self._broken(scope):
-            name = action.transition if isinstance(action.transition, str) else (
-                action.transition.name)
-            tpath = (*path, "transition") + (() if isinstance(action.transition, str) else (
-                "name",))
+            name = (
+                action.transition
+                if isinstance(action.transition, str)
+                else (action.transition.name)
+            )
+            tpath = (*path, "transition") + (
+                () if isinstance(action.transition, str) else ("name",)
+            )
             self.reference("transition", name, self._transitions_of(scope), tpath)
         elif isinstance(action, AssignAction):
             spec = action.assign
@@ -711,8 +734,9 @@ class PackChecker:
         elif isinstance(action, CreateTicketAction):
             spec_t = action.create_ticket
             cpath = (*path, "create_ticket")
-            if self.reference("template", spec_t.template, self.pack.templates,
-                              (*cpath, "template")):
+            if self.reference(
+                "template", spec_t.template, self.pack.templates, (*cpath, "template")
+            ):
                 for field in spec_t.fields:
                     self.field_in_templates(field, [spec_t.template], (*cpath, "fields", field))
         elif isinstance(action, ScheduleAction):
@@ -844,7 +868,7 @@ class PackChecker:
                 self.report("invalid-percent", f"'{at}' must be between 0% and 100%", path)
         elif text.startswith("breach+"):
             try:
-                parse_duration(text[len("breach+"):])
+                parse_duration(text[len("breach+") :])
             except ValueError:
                 self.report(
                     "invalid-duration",
@@ -857,20 +881,31 @@ class PackChecker:
     def check_messages(self) -> None:
         for name, reply in self.pack.canned_replies.items():
             for i, tname in enumerate(reply.templates):
-                self.reference("template", tname, self.pack.templates,
-                               ("canned_replies", name, "templates", i))
+                self.reference(
+                    "template", tname, self.pack.templates, ("canned_replies", name, "templates", i)
+                )
 
     def check_unused(self) -> None:
         used_wf = {t.workflow for t in self.pack.templates.values()}
         for name in self.pack.workflows:
             if name not in used_wf:
-                self.report("unused", f"workflow '{name}' is not used by any template",
-                            ("workflows", name), key=True, warning=True)
+                self.report(
+                    "unused",
+                    f"workflow '{name}' is not used by any template",
+                    ("workflows", name),
+                    key=True,
+                    warning=True,
+                )
         used_sla = {p for t in self.pack.templates.values() for p in t.sla}
         for name in self.pack.sla:
             if name not in used_sla:
-                self.report("unused", f"SLA policy '{name}' is not used by any template",
-                            ("sla", name), key=True, warning=True)
+                self.report(
+                    "unused",
+                    f"SLA policy '{name}' is not used by any template",
+                    ("sla", name),
+                    key=True,
+                    warning=True,
+                )
         for name, rule in self.pack.rules.items():
             trig = rule.on
             if isinstance(trig, EventTrigger) and trig.event not in self.scheduled_events:

@@ -47,7 +47,7 @@ def _walk(loc: tuple[int | str, ...], data: Any) -> _Located | None:
         if element == "[key]":
             key_error = True
             break
-        if isinstance(node, dict) and element in node:
+        if isinstance(node, dict) and element in node:  # noqa: SIM114 (mypy narrows per branch)
             node = node[element]
             path.append(element)
         elif isinstance(node, list) and isinstance(element, int) and element < len(node):
@@ -293,7 +293,8 @@ class _Translator:
             wanted = _TYPE_WORDS.get(kind.split("_")[0], kind.split("_")[0])
             message = f"'{key}' must be {wanted}, not {_describe(value)}"
             if kind == "string_type" and isinstance(value, int | float | bool):
-                hint = f"put the value in quotes: '{str(value).lower() if isinstance(value, bool) else value}'"
+                shown = str(value).lower() if isinstance(value, bool) else value
+                hint = f"put the value in quotes: '{shown}'"
         elif kind in ("too_short", "too_long"):
             message = f"'{key}': {err['msg'][0].lower()}{err['msg'][1:]}"
         else:
@@ -317,7 +318,10 @@ class _Translator:
                 )
             if not known and value:
                 name = next(iter(value))
-                return (f"unknown {noun} '{name}'", did_you_mean(str(name), kinds) or known_list(kinds))
+                return (
+                    f"unknown {noun} '{name}'",
+                    did_you_mean(str(name), kinds) or known_list(kinds),
+                )
         if kind == "unknown-trigger" and not isinstance(value, dict | str):
             return (f"a trigger must be an event name or a mapping, not {_describe(value)}", None)
         return default, known_list(kinds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -233,17 +233,28 @@ def _column_class(options: type[BaseModel]) -> type[BaseModel]:
 
 
 _COLUMN_CLASSES = tuple(_column_class(o) for o in _SCALAR_OPTIONS if o is not SignatureOptions)
-ColumnSpec = Annotated[
-    _COLUMN_CLASSES[0] | _COLUMN_CLASSES[1] | _COLUMN_CLASSES[2] | _COLUMN_CLASSES[3]  # type: ignore[valid-type]
-    | _COLUMN_CLASSES[4] | _COLUMN_CLASSES[5] | _COLUMN_CLASSES[6] | _COLUMN_CLASSES[7]  # type: ignore[valid-type]
-    | _COLUMN_CLASSES[8] | _COLUMN_CLASSES[9] | _COLUMN_CLASSES[10] | _COLUMN_CLASSES[11]  # type: ignore[valid-type]
-    | _COLUMN_CLASSES[12] | _COLUMN_CLASSES[13] | _COLUMN_CLASSES[14] | _COLUMN_CLASSES[15]  # type: ignore[valid-type]
-    | _COLUMN_CLASSES[16] | _COLUMN_CLASSES[17] | _COLUMN_CLASSES[18],  # type: ignore[valid-type]
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    ColumnSpec = BaseModel
+else:
+    ColumnSpec = Annotated[Union[_COLUMN_CLASSES], Field(discriminator="type")]  # noqa: UP007
 ColumnTypeName = Literal[
-    "text", "long_text", "integer", "number", "money", "boolean", "date", "datetime",
-    "duration", "email", "phone", "url", "user", "team", "asset", "location", "rating",
+    "text",
+    "long_text",
+    "integer",
+    "number",
+    "money",
+    "boolean",
+    "date",
+    "datetime",
+    "duration",
+    "email",
+    "phone",
+    "url",
+    "user",
+    "team",
+    "asset",
+    "location",
+    "rating",
 ]
 
 
@@ -345,7 +356,7 @@ class TableField(TicketField):
     """Rows with typed columns, such as the spare parts used on a job."""
 
     type: Literal["table"] = Field(description="Rows with typed columns.")
-    columns: dict[Name, ColumnTypeName | ColumnSpec] = Field(  # type: ignore[valid-type]
+    columns: dict[Name, ColumnTypeName | ColumnSpec] = Field(
         min_length=1,
         description="Columns by name: a type name (`text`) or a column spec with options.",
     )
@@ -391,9 +402,29 @@ FieldSpec = Annotated[
 ]
 
 FIELD_TYPES: tuple[str, ...] = (
-    "text", "long_text", "integer", "number", "money", "boolean", "choice", "multi_choice",
-    "date", "datetime", "duration", "email", "phone", "url", "user", "team", "asset",
-    "location", "attachments", "signature", "rating", "table", "computed",
+    "text",
+    "long_text",
+    "integer",
+    "number",
+    "money",
+    "boolean",
+    "choice",
+    "multi_choice",
+    "date",
+    "datetime",
+    "duration",
+    "email",
+    "phone",
+    "url",
+    "user",
+    "team",
+    "asset",
+    "location",
+    "attachments",
+    "signature",
+    "rating",
+    "table",
+    "computed",
 )
 
 

@@ -18,8 +18,17 @@ from engine.model import Pack
 # Top-level keys whose entries may be spread over several files of a pack.
 SECTIONS = frozenset(
     {
-        "calendars", "roles", "skills", "teams", "templates", "workflows", "permissions",
-        "rules", "sla", "messages", "canned_replies",
+        "calendars",
+        "roles",
+        "skills",
+        "teams",
+        "templates",
+        "workflows",
+        "permissions",
+        "rules",
+        "sla",
+        "messages",
+        "canned_replies",
     }
 )
 
@@ -83,7 +92,9 @@ def load_packs(
 def load_pack_path(path: Path | str, limits: LoadLimits | None = None) -> PackResult:
     """Load the single pack at `path`."""
     p = Path(path)
-    files = [p] if p.is_file() else sorted(
-        f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
+    files = (
+        [p]
+        if p.is_file()
+        else sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
     )
     return load_pack(PackSource(p, files), limits)

@@ -88,8 +88,9 @@ class State(Strict):
 
     title: LocalizedText | None = Field(None, description="Name shown to people, per locale.")
     category: StateCategory | None = Field(
-        None, description="What the state means for reports: new, open, pending, resolved, "
-        "closed or cancelled."
+        None,
+        description="What the state means for reports: new, open, pending, resolved, "
+        "closed or cancelled.",
     )
     final: bool = Field(False, description="Tickets in a final state are finished.")
     sla: Literal["pause", "stop"] | None = Field(
@@ -113,7 +114,7 @@ class Transition(Strict):
     """A move from one or more states to another, with who may take it and what it needs."""
 
     title: LocalizedText | None = Field(None, description="Button label, per locale.")
-    from_: Name | list[Name] = Field(
+    from_: Name | Literal["*"] | list[Name | Literal["*"]] = Field(
         alias="from", description="State or states it leaves from; `*` for any non-final state."
     )
     to: Name = Field(description="State it leads to.")
@@ -179,6 +180,10 @@ class AssignSpec(Strict):
 Channel = Literal["email", "sms", "wecom", "dingtalk", "slack", "webhook", "push", "in_app"]
 
 
+def _in_app() -> list[Channel]:
+    return ["in_app"]
+
+
 class NotifySpec(Strict):
     """Send a message to people over one or more channels."""
 
@@ -186,9 +191,7 @@ class NotifySpec(Strict):
         description="Recipients: `requester`, `assignee`, `watchers`, `mentioned`, "
         "`role:<name>`, `team:<name>`, `user:<id>`."
     )
-    via: list[Channel] = Field(
-        default_factory=lambda: ["in_app"], description="Channels to deliver over."
-    )
+    via: list[Channel] = Field(default_factory=_in_app, description="Channels to deliver over.")
     message: Name | None = Field(None, description="Message (from `messages`) to send.")
 
 
@@ -292,8 +295,15 @@ class RaisePriorityAction(Strict):
 
 
 ACTION_KINDS: tuple[str, ...] = (
-    "set", "transition", "assign", "notify", "webhook", "comment", "create_ticket",
-    "schedule", "raise_priority",
+    "set",
+    "transition",
+    "assign",
+    "notify",
+    "webhook",
+    "comment",
+    "create_ticket",
+    "schedule",
+    "raise_priority",
 )
 
 
@@ -317,7 +327,8 @@ Action = Annotated[
     Discriminator(
         _action_kind,
         custom_error_type="unknown-action",
-        custom_error_message="an action is a mapping with exactly one of: " + ", ".join(ACTION_KINDS),
+        custom_error_message="an action is a mapping with exactly one of: "
+        + ", ".join(ACTION_KINDS),
     ),
 ]
 
@@ -525,9 +536,7 @@ class Rule(Strict):
         None, alias="if", description="Condition on the ticket; the rule runs only if true."
     )
     do: list[Action] = Field(min_length=1, description="Actions, run in order.")
-    priority: int = Field(
-        0, description="Higher runs first; equal priorities run in name order."
-    )
+    priority: int = Field(0, description="Higher runs first; equal priorities run in name order.")
     enabled: bool = Field(True, description="Disabled rules are kept but never run.")
 
 
@@ -540,7 +549,9 @@ class CustomMetric(Strict):
     """A clock defined by when it starts, pauses and stops."""
 
     title: LocalizedText | None = Field(None, description="Name shown to people, per locale.")
-    start: Expression = Field(description="Condition that starts the clock, e.g. `state == 'assigned'`.")
+    start: Expression = Field(
+        description="Condition that starts the clock, e.g. `state == 'assigned'`."
+    )
     stop: Expression = Field(description="Condition that stops it.")
     pause: Expression | None = Field(None, description="Condition that pauses it.")
 
@@ -570,8 +581,8 @@ class SlaPolicy(Strict):
         "priority", description="Choice field whose value selects the target."
     )
     metrics: dict[Name, CustomMetric] = Field(
-        default_factory=dict, description="Custom metrics beside first_response, "
-        "next_response and resolution."
+        default_factory=dict,
+        description="Custom metrics beside first_response, next_response and resolution.",
     )
     targets: dict[Name, Duration | dict[str, Duration]] = Field(
         min_length=1,
@@ -633,9 +644,7 @@ class Pack(Strict):
     templates: dict[Name, Template] = Field(
         default_factory=dict, description="Ticket templates, by name."
     )
-    workflows: dict[Name, Workflow] = Field(
-        default_factory=dict, description="Workflows, by name."
-    )
+    workflows: dict[Name, Workflow] = Field(default_factory=dict, description="Workflows, by name.")
     permissions: dict[Name, Permission | list[Permission]] = Field(
         default_factory=dict,
         description="What each role may do: one entry, or several scoped to templates.",

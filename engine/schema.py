@@ -26,8 +26,8 @@ def _clean(node: Any) -> Any:
         for k, v in node.items()
         if k != "discriminator" and not (k == "title" and isinstance(v, str))
     }
-    if "$ref" in out:
-        out["$ref"] = out["$ref"].replace("#/$defs/", "#/definitions/")
+    if isinstance(out.get("$ref"), str):
+        out["$ref"] = str(out["$ref"]).replace("#/$defs/", "#/definitions/")
         if len(out) > 1:
             # draft-07 ignores keywords beside $ref; wrap it so descriptions still show.
             ref = out.pop("$ref")
