@@ -106,6 +106,9 @@ def merge_documents(
             )
             continue
         source = doc.source
+        root_span = source.value(())
+        if root_span is not None:
+            merged.source.values.setdefault((), root_span)
         for key, value in doc.data.items():
             here = source.key((key,))
             if key not in merged.data:
@@ -127,12 +130,7 @@ def merge_documents(
                     current[name] = entry
                 merged.source.update(_only(source, key, keep_section_span=False))
             elif key in sections and isinstance(current, list) and isinstance(value, list):
-                seen = {v for v in current if isinstance(v, str)}
-                for i, item in enumerate(value):
-                    if isinstance(item, str) and item in seen:
-                        diagnostics.append(
-                            _duplicate(f"{key} '{item}'", source.value((key, i)), None)
-                        )
+                # Repeated items are reported by the engine's duplicate-name check.
                 merged.source.update(_shift(_only(source, key, False), key, len(current)))
                 current.extend(value)
             else:

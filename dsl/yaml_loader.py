@@ -181,9 +181,10 @@ class _Builder:
     def _check_tag(self, event: Event) -> None:
         tag = getattr(event, "tag", None)
         if tag is not None:
+            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
             raise _error(
                 "yaml-tag",
-                f"YAML tags are not allowed (found '{tag}')",
+                f"YAML tags are not allowed (found '{shown}')",
                 _span(self.path, event),
                 "remove the tag; a definition pack holds plain mappings, lists and scalars",
             )
@@ -312,7 +313,12 @@ class _Builder:
             )
         anchor = self.anchors.get(event.anchor)
         if anchor is None:
-            raise _error("yaml-syntax", f"unknown alias '*{event.anchor}'", span)
+            raise _error(
+                "yaml-syntax",
+                f"unknown alias '*{event.anchor}'",
+                span,
+                f"define the anchor '&{event.anchor}' before using '*{event.anchor}'",
+            )
         if self._child_path() is None:
             raise _error("yaml-complex-key", "an alias cannot be used as a mapping key", span)
         path = self._child_path()
@@ -401,6 +407,51 @@ def _tab_diagnostic(text: str, path: str, upto_line: int) -> Diagnostic | None:
     return None
 
 
+# libyaml's wording, and what an admin should read instead.
+_FRIENDLY = (
+    (
+        "expected <block end>",
+        "bad indentation: this line does not line up with the lines above",
+        "indent keys of the same mapping by the same number of spaces",
+    ),
+    (
+        "did not find expected key",
+        "bad indentation: expected a key at this position",
+        "indent keys of the same mapping by the same number of spaces",
+    ),
+    (
+        "mapping values are not allowed",
+        "unexpected ':' in a value",
+        "put the value in quotes if it contains ': ', or check the indentation",
+    ),
+    (
+        "could not find expected ':'",
+        "expected ':' after this key",
+        "write 'key: value' with a space after the colon",
+    ),
+    (
+        "did not find expected '-' indicator",
+        "bad indentation in a list",
+        "start every item of a list with '- ' at the same indentation",
+    ),
+    (
+        "did not find expected ',' or '}'",
+        "expected ',' or '}' in this {...} mapping",
+        "close the '{' or separate the entries with commas",
+    ),
+    (
+        "did not find expected ',' or ']'",
+        "expected ',' or ']' in this [...] list",
+        "close the '[' or separate the items with commas",
+    ),
+    (
+        "found character that cannot start any token",
+        "this character cannot start a value",
+        "put the value in quotes",
+    ),
+)
+
+
 def _syntax_diagnostic(exc: YAMLError, text: str, path: str) -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 1
@@ -415,22 +466,28 @@ def _syntax_diagnostic(exc: YAMLError, text: str, path: str) -> Diagnostic:
     else:
         message = str(exc).splitlines()[0]
     message = " ".join(message.split())
+    hint = "check indentation, colons and quotes near this position"
+    for needle, friendly, friendly_hint in _FRIENDLY:
+        if needle in message:
+            message, hint = friendly, friendly_hint
+            break
     context_mark = getattr(exc, "context_mark", None)
     related: tuple[Span, ...] = ()
     if context_mark is not None:
         opened = Span(path, context_mark.line + 1, context_mark.column + 1)
-        if "end of stream" in message:
-            # The end of the file is useless as a location; point at what was left open.
+        past_end = mark is not None and (
+            mark.line >= len(text.splitlines()) or not text[mark.index :].strip()
+        )
+        simple_key = "expected ':'" in message
+        if "end of stream" in message or past_end or simple_key:
+            # The end of the file (or the line after) is useless as a location; point at
+            # what was left open.
             line, column = opened.line, opened.column
+            if past_end and "end of" not in message:
+                message = f"{message} (still open at the end of the file)"
         elif (opened.line, opened.column) != (line, column):
             related = (opened,)
-    return Diagnostic(
-        "yaml-syntax",
-        message,
-        Span(path, line, column),
-        hint="check indentation, colons and quotes near this position",
-        related=related,
-    )
+    return Diagnostic("yaml-syntax", message, Span(path, line, column), hint=hint, related=related)
 
 
 def load_yaml_text(

@@ -102,7 +102,14 @@ class PackChecker:
         )
 
     def reference(
-        self, kind: str, name: str, known: Iterable[str], path: JsonPath, context: str = ""
+        self,
+        kind: str,
+        name: str,
+        known: Iterable[str],
+        path: JsonPath,
+        context: str = "",
+        *,
+        key: bool = False,
     ) -> bool:
         """Check that `name` is one of `known`; report an unknown reference otherwise."""
         pool = list(known)
@@ -114,6 +121,7 @@ class PackChecker:
             f"unknown {kind} '{name}'{where}",
             path,
             did_you_mean(name, pool) or known_list(pool),
+            key=key,
         )
         return False
 
@@ -148,15 +156,22 @@ class PackChecker:
     def _no_duplicates(self, values: Sequence[str], path: JsonPath, noun: str) -> None:
         seen: dict[str, int] = {}
         for i, v in enumerate(values):
-            if v in seen:
-                self.report(
-                    "duplicate-name",
-                    f"{noun} '{v}' is listed twice (first as item {seen[v] + 1})",
-                    (*path, i),
-                    "remove one of them",
-                )
-            else:
+            if v not in seen:
                 seen[v] = i
+                continue
+            first = self.source.locate((*path, seen[v]))
+            where = f"{first.file}:{first.line}" if first else f"item {seen[v] + 1}"
+            self.diagnostics.append(
+                Diagnostic(
+                    "duplicate-name",
+                    f"{noun} '{v}' is listed twice (first at {where})",
+                    self.source.locate((*path, i)),
+                    Severity.ERROR,
+                    "remove one of them",
+                    json_pointer((*path, i)),
+                    (first,) if first else (),
+                )
+            )
 
     # -- calendars -------------------------------------------------------------------------
     def check_calendar(self, name: str, cal: Calendar) -> None:
@@ -302,21 +317,27 @@ class PackChecker:
                             "out-of-range",
                             f"skill level {level} for '{skill}' is outside 1-5",
                             (*base, "skills", skill),
+                            "1 is a beginner, 5 an expert",
                         )
         self._check_team_cycles()
 
     def _check_team_cycles(self) -> None:
+        reported: set[frozenset[str]] = set()
         for start in self.pack.teams:
             seen = [start]
             current = self.pack.teams[start].parent
             while current is not None and current in self.pack.teams:
                 if current == start:
-                    chain = " → ".join([*seen, start])
-                    self.report(
-                        "cyclic-reference",
-                        f"team parents form a cycle: {chain}",
-                        ("teams", start, "parent"),
-                    )
+                    if frozenset(seen) not in reported:
+                        reported.add(frozenset(seen))
+                        chain = " → ".join([*seen, start])
+                        self.report(
+                            "cyclic-reference",
+                            f"team parents form a cycle: {chain}",
+                            ("teams", start, "parent"),
+                            "a team cannot be its own parent, directly or through others; "
+                            "remove one 'parent:'",
+                        )
                     break
                 if current in seen:
                     break
@@ -460,7 +481,7 @@ class PackChecker:
         self._check_ref(tpl.ref, (*base, "ref"))
         states = list(wf.states) if wf else []
         for fname, spec in tpl.fields.items():
-            self.check_field(spec, (*base, "fields", fname), states if wf else None)
+            self.check_field(spec, (*base, "fields", fname), states if wf else None, tpl.workflow)
         if tpl.routing is not None:
             self._check_routing(name, tpl, (*base, "routing"))
 
@@ -482,7 +503,9 @@ class PackChecker:
                 "add {seq} or {seq:05}",
             )
 
-    def check_field(self, spec: Any, path: JsonPath, states: list[str] | None) -> None:
+    def check_field(
+        self, spec: Any, path: JsonPath, states: list[str] | None, workflow: str = ""
+    ) -> None:
         """Checks of one field or table column: options, defaults, ranges, states."""
         options = field_options(spec)
         if options is not None:
@@ -506,7 +529,9 @@ class PackChecker:
         self._check_range(spec, path, "min_rows", "max_rows")
         if states is not None:
             for i, state in enumerate(getattr(spec, "required_in", [])):
-                self.reference("state", state, states, (*path, "required_in", i))
+                self.reference(
+                    "state", state, states, (*path, "required_in", i), f"in workflow '{workflow}'"
+                )
         for i, role in enumerate(getattr(spec, "roles", None) or []):
             self.reference("role", role, self.roles, (*path, "roles", i))
         team = getattr(spec, "team", None)
@@ -530,6 +555,7 @@ class PackChecker:
                 "invalid-range",
                 f"'{low}' ({getattr(spec, low)}) is greater than '{high}' ({getattr(spec, high)})",
                 (*path, low),
+                f"'{low}' must not exceed '{high}'; swap the two values",
             )
 
     def _check_routing(self, tname: str, tpl: Template, path: JsonPath) -> None:
@@ -554,10 +580,14 @@ class PackChecker:
         ):
             spec = tpl.fields.get(routing.location_field)
             if spec is not None and spec.type != "location":
+                location = [f for f, s in tpl.fields.items() if s.type == "location"]
                 self.report(
                     "wrong-field-type",
                     f"'{routing.location_field}' is a {spec.type} field, not a location",
                     (*path, "location_field"),
+                    f"use a field of type location ({', '.join(location)})"
+                    if location
+                    else "add a field with 'type: location' and name it here",
                 )
         for field, mapping in routing.skills_from.items():
             fpath = (*path, "skills_from", field)
@@ -580,7 +610,7 @@ class PackChecker:
     def check_permissions(self) -> None:
         for role, entry in self.pack.permissions.items():
             base: JsonPath = ("permissions", role)
-            self.reference("role", role, self.roles, base, "in permissions")
+            self.reference("role", role, self.roles, base, "in permissions", key=True)
             entries = entry if isinstance(entry, list) else [entry]
             for i, perm in enumerate(entries):
                 self._check_permission(perm, (*base, i) if isinstance(entry, list) else base)
@@ -821,15 +851,24 @@ class PackChecker:
     def _check_priority_targets(
         self, policy: SlaPolicy, target: dict[str, str], path: JsonPath, users: list[str]
     ) -> None:
+        policy_path = path[:2]
+        explicit = self.source.value((*policy_path, "priority_field")) is not None
         for tname in users:
-            spec = self.fields_of(tname).get(policy.priority_field)
+            fields = self.fields_of(tname)
+            spec = fields.get(policy.priority_field)
             if spec is None:
+                choices = [f for f, sp in fields.items() if field_options(sp) is not None]
                 self.report(
                     "unknown-reference",
-                    f"targets are per priority but template '{tname}' has no field "
-                    f"'{policy.priority_field}'",
-                    path,
-                    "add the field to the template, or set 'priority_field:' on the policy",
+                    f"unknown priority field '{policy.priority_field}': template '{tname}' "
+                    "has no such field",
+                    (*policy_path, "priority_field") if explicit else path,
+                    did_you_mean(policy.priority_field, choices)
+                    or (
+                        f"choice fields of '{tname}': {', '.join(choices)}"
+                        if choices
+                        else "add a choice field for the priority to the template"
+                    ),
                 )
                 return
             options = field_options(spec)
@@ -865,7 +904,12 @@ class PackChecker:
         text = at.replace(" ", "")
         if text.endswith("%"):
             if not 0 < float(text[:-1]) <= 100:
-                self.report("invalid-percent", f"'{at}' must be between 0% and 100%", path)
+                self.report(
+                    "invalid-percent",
+                    f"'{at}' must be between 0% and 100%",
+                    path,
+                    "for a level after the breach write 'breach + 2h'",
+                )
         elif text.startswith("breach+"):
             try:
                 parse_duration(text[len("breach+") :])
@@ -887,8 +931,10 @@ class PackChecker:
 
     def check_unused(self) -> None:
         used_wf = {t.workflow for t in self.pack.templates.values()}
+        dangling_wf = used_wf - set(self.pack.workflows)
         for name in self.pack.workflows:
-            if name not in used_wf:
+            # A misspelt reference already says "did you mean"; "unused" would repeat it.
+            if name not in used_wf and not did_you_mean(name, dangling_wf):
                 self.report(
                     "unused",
                     f"workflow '{name}' is not used by any template",
@@ -897,8 +943,9 @@ class PackChecker:
                     warning=True,
                 )
         used_sla = {p for t in self.pack.templates.values() for p in t.sla}
+        dangling_sla = used_sla - set(self.pack.sla)
         for name in self.pack.sla:
-            if name not in used_sla:
+            if name not in used_sla and not did_you_mean(name, dangling_sla):
                 self.report(
                     "unused",
                     f"SLA policy '{name}' is not used by any template",
@@ -913,7 +960,9 @@ class PackChecker:
                     "unused",
                     f"no action schedules event '{trig.event}', so rule '{name}' never fires",
                     ("rules", name, "on", "event"),
-                    did_you_mean(trig.event, self.scheduled_events),
+                    did_you_mean(trig.event, self.scheduled_events)
+                    or "raise it with an action: {schedule: {event: "
+                    f"{trig.event}, after: 24h}}}}",
                     warning=True,
                 )
 

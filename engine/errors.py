@@ -15,8 +15,24 @@ from pydantic_core import ErrorDetails
 from dsl.diagnostics import Diagnostic, did_you_mean, known_list
 from dsl.source_map import JsonPath, SourceMap, json_pointer
 
+_BOUNDS = {
+    "greater_than_equal": "at least",
+    "less_than_equal": "at most",
+    "greater_than": "more than",
+    "less_than": "less than",
+}
+
+_VALUE_WORDS = {
+    "_check_percent": "a percentage such as 80%",
+    "_check_duration": "a duration such as 30m or 4h",
+    "_check_timezone": "a time zone name such as Asia/Shanghai",
+    "_check_hours": "opening hours such as 09:00-18:00",
+    "_check_regex": "a regular expression (text)",
+}
+
 _TYPE_WORDS = {
     "str": "text",
+    "string": "text",
     "int": "a whole number",
     "float": "a number",
     "bool": "true or false",
@@ -147,6 +163,42 @@ def model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel]
     return None
 
 
+def _as_hint(description: str) -> str:
+    """A model description reused as a hint: plain quotes, no closing period."""
+    return description.replace("`", "'").rstrip(".")
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case the first letter unless it starts an acronym (`IANA`, `ISO`)."""
+    if len(text) > 1 and text[1].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _validator_of(root: type[BaseModel], loc: Sequence[str | int]) -> str | None:
+    """Name of the AfterValidator function behind the field at `loc`, if any."""
+    model = model_at(root, [e for e in loc[:-1]])
+    named = [e for e in loc if isinstance(e, str) and not e[:1].isupper() and "[" not in e]
+    if model is None or not named:
+        return None
+    for name, info in model.model_fields.items():
+        if named[-1] in (name, info.alias) or (len(named) > 1 and named[-2] in (name, info.alias)):
+            for meta in _all_metadata(info.annotation) + list(info.metadata):
+                func = getattr(meta, "func", None)
+                if func is not None:
+                    return str(getattr(func, "__name__", ""))
+    return None
+
+
+def _all_metadata(tp: Any) -> list[Any]:
+    out: list[Any] = []
+    for member in _union_members(tp):
+        if typing.get_origin(member) is typing.Annotated:
+            out.extend(typing.get_args(member)[1:])
+            out.extend(_all_metadata(typing.get_args(member)[0]))
+    return out
+
+
 def _keys_of(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
@@ -268,7 +320,7 @@ class _Translator:
             model = model_at(self.root, loc[:-1])
             message = f"missing required key '{missing}'"
             desc = _description(model, missing)
-            hint = f"add '{missing}:' ({desc[0].lower()}{desc[1:].rstrip('.')})" if desc else None
+            hint = f"add '{missing}:' ({_lower_first(desc).rstrip('.')})" if desc else None
             span = self.source.locate(path, prefer_key=True)
         elif kind == "extra_forbidden":
             unknown = str(loc[-1])
@@ -283,26 +335,71 @@ class _Translator:
             message = f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{tag}'"
             hint = did_you_mean(tag, expected) or known_list(expected)
             span = self.source.value((*path, "type")) or span
+        elif kind == "union_tag_not_found":
+            from engine.fields import FIELD_TYPES
+
+            tag = str(ctx.get("discriminator", "type")).strip("'")
+            message = f"'{key}' has no '{tag}:'"
+            hint = f"add '{tag}:' — one of " + ", ".join(FIELD_TYPES)
+            code = "missing-key"
         elif kind in ("unknown-action", "unknown-trigger"):
             message, hint = self._kind_error(kind, value, err["msg"])
         elif kind == "literal_error":
             expected = _quoted(str(ctx.get("expected", "")))
             message = f"invalid value {_describe(value)} for '{key}'"
             hint = did_you_mean(str(value), expected) or ("expected " + ", ".join(expected))
+        elif kind in ("date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact"):
+            reason = ctx.get("error", "not a date")
+            message = f"invalid date {_describe(value)} for '{key}': {reason}"
+            hint = "write dates as YYYY-MM-DD, e.g. 2026-10-01"
+            code = "invalid-value"
         elif _is_type_error(err) and kind != "literal_error":
             wanted = _TYPE_WORDS.get(kind.split("_")[0], kind.split("_")[0])
+            if kind == "string_type":
+                wanted = _VALUE_WORDS.get(_validator_of(self.root, loc) or "", wanted)
             message = f"'{key}' must be {wanted}, not {_describe(value)}"
-            if kind == "string_type" and isinstance(value, int | float | bool):
-                shown = str(value).lower() if isinstance(value, bool) else value
-                hint = f"put the value in quotes: '{shown}'"
+            hint = self._type_hint(kind, value, loc)
         elif kind in ("too_short", "too_long"):
-            message = f"'{key}': {err['msg'][0].lower()}{err['msg'][1:]}"
+            limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+            if kind == "too_short" and limit == 1:
+                message = f"'{key}' must not be empty"
+            elif kind == "too_short":
+                message = f"'{key}' needs at least {limit} items"
+            else:
+                message = f"'{key}' may have at most {limit} items"
+            desc = _description(model_at(self.root, loc[:-1]), str(loc[-1]))
+            hint = _as_hint(desc) if desc else None
+        elif kind in _BOUNDS:
+            bound = next(iter(ctx.values()), "?")
+            message = f"'{key}' must be {_BOUNDS[kind]} {bound}, not {_describe(value)}"
+        elif kind == "string_pattern_mismatch":
+            message, hint = self._pattern_error(key, value, loc)
         else:
             message = f"'{key}': {err['msg']}" if "-" not in kind else err["msg"]
-            if kind == "string_pattern_mismatch":
-                message = f"invalid value {_describe(value)} for '{key}'"
-                hint = f"it must match {ctx.get('pattern')}"
+            if "-" in kind and ctx.get("hint"):
+                hint = str(ctx["hint"])
         return Diagnostic(code, message, span, hint=hint, pointer=json_pointer(path))
+
+    def _type_hint(self, kind: str, value: Any, loc: Sequence[str | int]) -> str | None:
+        if kind != "string_type" or not isinstance(value, int | float | bool):
+            return None
+        check = _validator_of(self.root, loc)
+        if check == "_check_percent":
+            return f"write a percentage, e.g. {value}%"
+        if check == "_check_duration":
+            return f"add a unit, e.g. {value}m, {value}h or {value}d"
+        shown = str(value).lower() if isinstance(value, bool) else value
+        return f"put the value in quotes: '{shown}'"
+
+    def _pattern_error(self, key: str, value: Any, loc: Sequence[str | int]) -> tuple[str, str]:
+        desc = _description(model_at(self.root, loc[:-1]), str(loc[-1])) or ""
+        if key == "schedule" and isinstance(value, str):
+            return (
+                f"a schedule has 5 fields (minute hour day month weekday); "
+                f"'{value}' has {len(value.split())}",
+                "e.g. '0 8 * * MON' for every Monday at 08:00",
+            )
+        return f"invalid value {_describe(value)} for '{key}'", _as_hint(desc)
 
     def _kind_error(self, kind: str, value: Any, default: str) -> tuple[str, str | None]:
         from engine.model import ACTION_KINDS, TRIGGER_KINDS
@@ -370,6 +467,25 @@ def _value_at(data: Any, path: JsonPath) -> Any:
     return node
 
 
+def _drop_misspelt_missing(items: list[_Located]) -> list[_Located]:
+    """`titel:` gives 'unknown key titel (did you mean title?)' — the 'missing title' that
+    pydantic also reports is the same mistake, so it is dropped."""
+    unknown: dict[tuple[Any, ...], list[str]] = {}
+    for item in items:
+        if item.error["type"] == "extra_forbidden":
+            unknown.setdefault(tuple(item.error["loc"][:-1]), []).append(str(item.error["loc"][-1]))
+    kept = []
+    for item in items:
+        loc = item.error["loc"]
+        misspelt = unknown.get(tuple(loc[:-1]), [])
+        if item.error["type"] == "missing" and any(
+            did_you_mean(u, [str(loc[-1])]) for u in misspelt
+        ):
+            continue
+        kept.append(item)
+    return kept
+
+
 def translate(
     exc: ValidationError, root: type[BaseModel], data: Any, source: SourceMap
 ) -> list[Diagnostic]:
@@ -381,6 +497,7 @@ def translate(
             continue
         located.error = err
         items.append(located)
+    items = _drop_misspelt_missing(items)
     translator = _Translator(root, data, source)
     out: list[Diagnostic] = []
     for entry in _reduce(items):

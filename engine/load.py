@@ -35,7 +35,12 @@ SECTIONS = frozenset(
 
 @dataclass(slots=True)
 class PackResult:
-    """The outcome of loading one pack: the model when it is valid, and every diagnostic."""
+    """The outcome of loading one pack and every diagnostic.
+
+    `pack` is the model whenever the pack parsed and matched the model's shape, even if
+    semantic checks then found errors (tools such as the builder still show it); `ok` says
+    whether the pack may be published.
+    """
 
     source: PackSource
     pack: Pack | None
@@ -75,6 +80,9 @@ def load_pack(
     merged, diagnostics = load_pack_source(source, SECTIONS, limits, display_root)
     if merged is None:
         return PackResult(source, None, sort_diagnostics(diagnostics))
+    if not merged.data and any(d.is_error for d in diagnostics):
+        # Nothing usable was merged (e.g. a file holding a list): no "empty pack" on top.
+        return PackResult(source, None, sort_diagnostics(diagnostics), merged.texts)
     pack, more = validate_document(merged)
     all_diags = sort_diagnostics([*diagnostics, *more])
     if any(d.is_error for d in diagnostics):

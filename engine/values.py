@@ -68,9 +68,7 @@ def _check_timezone(value: str) -> str:
     if value not in _zones():
         hint = did_you_mean(value, _zones()) or "use an IANA name such as Asia/Shanghai or UTC"
         raise PydanticCustomError(
-            "unknown-timezone",
-            "unknown time zone '{value}'; {hint}",
-            {"value": value, "hint": hint},
+            "unknown-timezone", "unknown time zone '{value}'", {"value": value, "hint": hint}
         )
     return value
 
@@ -168,7 +166,11 @@ def _check_name(value: str) -> str:
 
 def _check_expression(value: str) -> str:
     if not value.strip():
-        raise PydanticCustomError("empty-expression", "expression is empty", {})
+        raise PydanticCustomError(
+            "empty-expression",
+            "expression is empty",
+            {"hint": 'write a condition such as priority == "P1", or remove the key'},
+        )
     return value
 
 

@@ -37,27 +37,7 @@ BROKEN = Path(__file__).resolve().parent / "broken"
 EXPECT_WITHOUT_COMMENT = {"syntax_empty_file": ["empty-pack@1:1"]}
 
 # Cases where the engine currently reports something other than what the case expects.
-KNOWN_PROBLEMS: dict[str, str] = {
-    "combo_several_structure_errors": "a misspelt required key ('titel') is reported twice: "
-    "as unknown key 'titel' (did you mean 'title'?) and as missing key 'title'",
-    "multi_duplicate_role_in_lists": "a role listed in two files is reported twice "
-    "(duplicate-definition without the first place, and duplicate-name 'first as item 1')",
-    "ref_unknown_sla_policy": "the misspelt policy also yields an 'unused' warning for the "
-    "policy it was meant to name",
-    "ref_unknown_workflow": "the misspelt workflow also yields an 'unused' warning for the "
-    "workflow it was meant to name",
-    "ref_unknown_workflow_with_rule": "the misspelt workflow also yields an 'unused' warning",
-    "sem_team_parent_cycle": "one cycle of two teams is reported twice, once from each team",
-    "syntax_top_level_list": "a top-level list also yields a spurious 'the pack is empty'",
-    "syntax_missing_space_after_colon": "the error points at the line after 'timezone:UTC'",
-    "syntax_unclosed_flow_mapping": "the error points past the end of the file instead of at "
-    "the unclosed '{'",
-    "ref_unknown_permission_role": "the unknown role of a permissions entry is located at the "
-    "entry's value, not at the role name (the key)",
-    "ref_unknown_priority_field": "an unknown priority_field is located at the first "
-    "per-priority target, not at 'priority_field:'",
-    "struct_missing_timezone": "a missing top-level key has no location (span None)",
-}
+KNOWN_PROBLEMS: dict[str, str] = {}
 
 
 def _cases() -> list[str]:

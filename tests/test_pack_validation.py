@@ -121,7 +121,7 @@ def test_missing_translation_is_a_warning_only(tmp_path: Path) -> None:
 def test_invalid_time_zone_has_a_suggestion(tmp_path: Path) -> None:
     result = load_pack_path(write(tmp_path, MINIMAL.replace("Asia/Shanghai", "Asia/Shangai")))
     (diag,) = result.diagnostics
-    assert diag.code == "unknown-timezone" and "did you mean 'Asia/Shanghai'" in diag.message
+    assert diag.code == "unknown-timezone" and diag.hint == "did you mean 'Asia/Shanghai'?"
 
 
 def test_multi_file_pack_merges_sections(tmp_path: Path) -> None:
