@@ -435,12 +435,12 @@ _FRIENDLY = (
         "start every item of a list with '- ' at the same indentation",
     ),
     (
-        "did not find expected ',' or '}'",
+        "expected ',' or '}'",
         "expected ',' or '}' in this {...} mapping",
         "close the '{' or separate the entries with commas",
     ),
     (
-        "did not find expected ',' or ']'",
+        "expected ',' or ']'",
         "expected ',' or ']' in this [...] list",
         "close the '[' or separate the items with commas",
     ),
@@ -490,6 +490,14 @@ def _syntax_diagnostic(exc: YAMLError, text: str, path: str) -> Diagnostic:
     return Diagnostic("yaml-syntax", message, Span(path, line, column), hint=hint, related=related)
 
 
+def _feed(builder: _Builder, text: str, pure: bool) -> None:
+    # typ="safe" without pure uses libyaml's parser (ruamel.yaml.clib): 20x faster than the
+    # pure-Python one, with the same events and marks. Comments are the writers' business.
+    yaml = YAML(typ="safe", pure=pure)
+    for event in yaml.parse(io.StringIO(text)):
+        builder.feed(event)
+
+
 def load_yaml_text(
     text: str, path: str = "<string>", limits: LoadLimits | None = None
 ) -> tuple[YamlDocument | None, list[Diagnostic]]:
@@ -509,17 +517,20 @@ def load_yaml_text(
             )
         ]
     builder = _Builder(path, limits)
-    # typ="safe" uses libyaml's parser (ruamel.yaml.clib) when installed: 20x faster than
-    # the pure-Python round-trip parser, with the same events and marks. Round-tripping
-    # (comments kept) is the writers' job, not the loader's.
-    yaml = YAML(typ="safe", pure=False)
     try:
-        for event in yaml.parse(io.StringIO(text)):
-            builder.feed(event)
+        _feed(builder, text, pure=False)
     except YamlLoadError as exc:
         return None, [*builder.duplicates, exc.diagnostic]
-    except YAMLError as exc:
-        return None, [*builder.duplicates, _syntax_diagnostic(exc, text, path)]
+    except YAMLError:
+        # libyaml refuses some valid YAML 1.2 (e.g. `{en: Are you sure?, zh: ...}`); the
+        # pure parser has the last word, whether it accepts the text or explains the error.
+        builder = _Builder(path, limits)
+        try:
+            _feed(builder, text, pure=True)
+        except YamlLoadError as exc:
+            return None, [*builder.duplicates, exc.diagnostic]
+        except YAMLError as exc:
+            return None, [*builder.duplicates, _syntax_diagnostic(exc, text, path)]
     if builder.duplicates:
         return None, builder.duplicates
     return YamlDocument(path, text, builder.root, builder.source), []

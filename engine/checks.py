@@ -891,7 +891,8 @@ class PackChecker:
                         key=True,
                     )
             missing = [o for o in options if o not in target]
-            if missing:
+            # With applies_if the policy may cover only some priorities; do not guess.
+            if missing and policy.applies_if is None:
                 self.report(
                     "missing-target",
                     f"no target for {', '.join(missing)} (template '{tname}')",

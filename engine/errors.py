@@ -381,6 +381,9 @@ class _Translator:
         return Diagnostic(code, message, span, hint=hint, pointer=json_pointer(path))
 
     def _type_hint(self, kind: str, value: Any, loc: Sequence[str | int]) -> str | None:
+        if value is None:
+            return "nothing is written here; inside {...} a comma ends the text, so quote text "
+            "with commas: {en: 'Jam, noise'}"
         if kind != "string_type" or not isinstance(value, int | float | bool):
             return None
         check = _validator_of(self.root, loc)

@@ -14,6 +14,7 @@ from dsl.yaml_loader import LoadLimits
 from engine.checks import check_pack
 from engine.errors import translate
 from engine.model import Pack
+from engine.pack_expressions import check_pack_expressions
 
 # Top-level keys whose entries may be spread over several files of a pack.
 SECTIONS = frozenset(
@@ -70,7 +71,8 @@ def validate_document(merged: MergedDocument) -> tuple[Pack | None, list[Diagnos
         pack = Pack.model_validate(merged.data)
     except ValidationError as exc:
         return None, translate(exc, Pack, merged.data, merged.source)
-    return pack, check_pack(pack, merged.source)
+    semantic = check_pack(pack, merged.source)
+    return pack, [*semantic, *check_pack_expressions(pack, merged.source, merged.texts)]
 
 
 def load_pack(

@@ -640,6 +640,11 @@ class Pack(Strict):
     skills: list[Name] | dict[Name, Skill] = Field(
         default_factory=list, description="Skills agents and teams can have."
     )
+    actor_attributes: dict[Name, Literal["text", "number", "boolean", "list"]] = Field(
+        default_factory=dict,
+        description="Custom attributes of people from the directory, readable in conditions "
+        "as actor.<name>, e.g. `stores: list` for `store_no in actor.stores`.",
+    )
     teams: dict[Name, Team] = Field(default_factory=dict, description="Teams, by name.")
     templates: dict[Name, Template] = Field(
         default_factory=dict, description="Ticket templates, by name."
