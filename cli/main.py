@@ -10,9 +10,12 @@ from typing import Annotated
 import typer
 
 from dsl.diagnostics import render_text
-from dsl.sources import PathNotFound
+from dsl.flow_writer import FlowFormatError, format_flow, write_flow
+from dsl.sources import PACK_SUFFIXES, PathNotFound
 from dsl.yaml_loader import DEFAULT_MAX_BYTES, LoadLimits
-from engine.load import load_packs
+from dsl.yaml_roundtrip import RoundTripError, format_yaml
+from dsl.yaml_writer import write_yaml
+from engine.load import load_pack_path, load_packs
 from engine.schema import SCHEMA_PATH, write_schema
 
 app = typer.Typer(
@@ -50,7 +53,7 @@ def validate(
         typer.echo(f"error: no such file or directory: {exc}", err=True)
         raise typer.Exit(2) from None
     if not results:
-        typer.echo("error: no pack files (*.yaml) found", err=True)
+        typer.echo("error: no pack files (*.yaml, *.yml, *.flow) found", err=True)
         raise typer.Exit(2)
     failed = any(not r.ok or (warnings_as_errors and r.diagnostics) for r in results)
     if output is OutputFormat.json:
@@ -88,6 +91,81 @@ def schema(
         typer.echo(f"{out} is out of date; run `ticketflow schema`", err=True)
         raise typer.Exit(1)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
+
+
+class TargetFormat(StrEnum):
+    """What `convert` writes."""
+
+    yaml = "yaml"
+    dsl = "dsl"
+
+
+def _pack_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            typer.echo(f"error: no such file or directory: {path}", err=True)
+            raise typer.Exit(2)
+        if path.is_file():
+            files.append(path)
+        else:
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in PACK_SUFFIXES))
+    return files
+
+
+def _formatted(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".flow":
+        return format_flow(text, str(path))
+    return format_yaml(text, str(path))
+
+
+@app.command()
+def fmt(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories to format.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 if a file would change.")
+    ] = False,
+) -> None:
+    """Rewrite pack files (.yaml, .flow) in the canonical layout, keeping comments."""
+    files = _pack_files(paths)
+    changed: list[Path] = []
+    failed = False
+    for path in files:
+        try:
+            new = _formatted(path)
+        except (FlowFormatError, RoundTripError) as exc:
+            typer.echo(render_text(exc.diagnostics, {str(path): path.read_text("utf-8")}))
+            failed = True
+            continue
+        if new != path.read_text(encoding="utf-8"):
+            changed.append(path)
+            if not check:
+                path.write_text(new, encoding="utf-8")
+    for path in changed:
+        typer.echo(f"{'would reformat' if check else 'reformatted'} {path}")
+    typer.echo(f"{len(changed)} of {len(files)} files {'need' if check else 'got'} formatting")
+    raise typer.Exit(1 if failed or (check and changed) else 0)
+
+
+@app.command()
+def convert(
+    path: Annotated[Path, typer.Argument(help="A pack file or directory.")],
+    to: Annotated[TargetFormat, typer.Option("--to", help="yaml or dsl.")],
+) -> None:
+    """Print a pack in the other syntax (YAML ↔ DSL) on standard output."""
+    if not path.exists():
+        typer.echo(f"error: no such file or directory: {path}", err=True)
+        raise typer.Exit(2)
+    result = load_pack_path(path)
+    if result.pack is None or not result.ok:
+        typer.echo(render_text(result.diagnostics, result.texts), err=True)
+        raise typer.Exit(1)
+    data = result.pack.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+    if to is TargetFormat.yaml:
+        typer.echo(write_yaml(data), nl=False)
+    else:
+        typer.echo(write_flow(data), nl=False)
 
 
 def main() -> None:

@@ -337,12 +337,12 @@ def _syntax_error(text: str, exc: UnexpectedInput) -> ExpressionError:
         keyword = re.match(r"(and|or|not|in|true|false|null)(?![A-Za-z0-9_])", text[offset:])
         if keyword:
             word = keyword.group(1)
-            hint = (
+            keyword_hint = (
                 "after a value 'not' only forms 'not in'; to negate, write (not x)"
                 if word == "not"
                 else f"'{word}' is a keyword and cannot be used here"
             )
-            return ExpressionError(f"unexpected '{word}'", pos, hint)
+            return ExpressionError(f"unexpected '{word}'", pos, keyword_hint)
         if ch in _SPECIAL:
             message, hint = _SPECIAL[ch]
             if ch in "&|" and text[offset : offset + 2] in ("&&", "||"):

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from dsl.diagnostics import Diagnostic, Span
+from dsl.flow_parser import load_flow_file
 from dsl.source_map import JsonPath, SourceMap
 from dsl.yaml_loader import LoadLimits, YamlDocument, load_yaml_file
 
-PACK_SUFFIXES = (".yaml", ".yml")
+PACK_SUFFIXES = (".yaml", ".yml", ".flow")
 
 
 @dataclass(slots=True)
@@ -26,7 +27,8 @@ class PathNotFound(Exception):
     """A path given on the command line does not exist (a usage error, not a pack error)."""
 
 
-def _pack_files(directory: Path) -> list[Path]:
+def pack_files(directory: Path) -> list[Path]:
+    """Every pack file under `directory`, its own pack.yaml first."""
     return sorted(p for p in directory.rglob("*") if p.suffix in PACK_SUFFIXES and p.is_file())
 
 
@@ -41,7 +43,7 @@ def discover_packs(paths: Iterable[Path]) -> list[PackSource]:
             packs.append(PackSource(path, [path]))
             continue
         if any(p.suffix in PACK_SUFFIXES for p in path.iterdir() if p.is_file()):
-            packs.append(PackSource(path, _pack_files(path)))
+            packs.append(PackSource(path, pack_files(path)))
             continue
         children = sorted(p for p in path.iterdir() if p.is_dir())
         packs.extend(discover_packs(children))
@@ -160,7 +162,8 @@ def load_pack_source(
     diagnostics: list[Diagnostic] = []
     for path in pack.files:
         display = _display(path, display_root)
-        doc, diags = load_yaml_file(path, limits, display)
+        load = load_flow_file if path.suffix == ".flow" else load_yaml_file
+        doc, diags = load(path, limits, display)
         diagnostics.extend(diags)
         if doc is not None:
             documents.append(doc)

@@ -247,11 +247,11 @@ class _Compiler:
             return lambda env: [item(env) for item in items]
         if isinstance(node, Call):
             return self._call(node)
+        if isinstance(node, Unary) and node.op == "not" and isinstance(node.operand, Name):
+            key = env_key(node.operand, self.fields)
+            return lambda env: not env.get(key)
         if isinstance(node, Unary):
             operand = self.build(node.operand)
-            if node.op == "not" and isinstance(node.operand, Name):
-                key = env_key(node.operand, self.fields)
-                return lambda env: not env.get(key)
             if node.op == "not":
                 return lambda env: not operand(env)
             return lambda env: op_neg(operand(env))
@@ -264,6 +264,11 @@ class _Compiler:
             (arg,) = args
             return lambda env: _since(env, arg(env), unit)
         func = STATIC_FUNCTIONS[node.name]
+        if len(args) == 1 and isinstance(node.args[0], Name):
+            key = env_key(node.args[0], self.fields)
+            if node.name == "len":
+                return lambda env: len(env.get(key) or ())  # unset counts as empty
+            return lambda env: func(env.get(key))
         if len(args) == 1:
             (one,) = args
             return lambda env: func(one(env))
@@ -273,20 +278,53 @@ class _Compiler:
     def _binary(self, node: Binary) -> Compiled:
         if node.op in ("and", "or"):
             return self._boolean(node)
-        left, right = self.build(node.left), self.build(node.right)
+        # Each subtree is compiled exactly once: compiling it again per shape tried would
+        # cost 2**depth on a long chain such as a * b * c * ...
+        left = self.build(node.left)
+        special = self._specialised(node, left)
+        if special is not None:
+            return special
+        right = self.build(node.right)
         op = OPERATORS[node.op]
-        # Fast paths for the commonest guard shape: a name compared with a constant.
-        if isinstance(node.left, Name) and isinstance(node.right, Literal):
-            key = env_key(node.left, self.fields)
-            const = _literal_value(node.right)
-            if node.op == "==" and not isinstance(const, date):
-                return lambda env: env.get(key) == const
-            if node.op == "!=" and not isinstance(const, date):
-                return lambda env: env.get(key) != const
-            if node.op in _FAST_ORDER and isinstance(const, int | float | timedelta):
-                return _FAST_ORDER[node.op](key, const)
-            return lambda env: op(env.get(key), const)
         return lambda env: op(left(env), right(env))
+
+    def _specialised(self, node: Binary, left: Compiled) -> Compiled | None:
+        """Closures for the commonest guard shapes; each gives what the generic path gives."""
+        if isinstance(node.right, Literal):
+            const = _literal_value(node.right)
+            if isinstance(const, date):
+                return None  # date vs datetime needs the generic comparison
+            if node.op == "==":
+                if isinstance(node.left, Name):
+                    key = env_key(node.left, self.fields)
+                    return lambda env: env.get(key) == const
+                return lambda env: left(env) == const
+            if node.op == "!=":
+                return lambda env: left(env) != const
+            if node.op in _FAST_ORDER and isinstance(const, int | float | timedelta):
+                return _FAST_ORDER[node.op](left, const)
+            return None
+        if node.op in ("in", "not in") and isinstance(node.right, ListExpr):
+            items = node.right.items
+            if all(isinstance(i, Literal) and i.kind != "duration" for i in items):
+                consts = tuple(i.value for i in items if isinstance(i, Literal))
+                if node.op == "in":
+                    return lambda env: left(env) in consts
+                return lambda env: left(env) not in consts
+        if node.op == "in":
+            right = self.build(node.right)
+
+            def member(env: Env) -> bool:
+                container = right(env)
+                if container is None:
+                    return False
+                value = left(env)
+                if isinstance(container, str):
+                    return isinstance(value, str) and value in container
+                return value in container
+
+            return member
+        return None
 
     def _boolean(self, node: Binary) -> Compiled:
         operands = [self.build(o) for o in _flatten(node, node.op)]
@@ -322,12 +360,12 @@ class _Compiler:
         return any_of
 
 
-def _fast_order(compare: Callable[[Any, Any], bool]) -> Callable[[str, Any], Compiled]:
-    """`name < constant` in one closure; same results as op_lt and friends."""
+def _fast_order(compare: Callable[[Any, Any], bool]) -> Callable[[Compiled, Any], Compiled]:
+    """`x < constant` in one closure; same results as op_lt and friends."""
 
-    def make(key: str, const: Any) -> Compiled:
+    def make(left: Compiled, const: Any) -> Compiled:
         def ordered(env: Env) -> bool:
-            value = env.get(key)
+            value = left(env)
             if value is None:
                 return False
             try:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from dsl.diagnostics import Diagnostic, Span, sort_diagnostics
 from dsl.source_map import SourceMap
-from dsl.sources import MergedDocument, PackSource, discover_packs, load_pack_source
+from dsl.sources import MergedDocument, PackSource, discover_packs, load_pack_source, pack_files
 from dsl.yaml_loader import LoadLimits
 from engine.checks import check_pack
 from engine.errors import translate
@@ -100,11 +100,6 @@ def load_packs(
 
 
 def load_pack_path(path: Path | str, limits: LoadLimits | None = None) -> PackResult:
-    """Load the single pack at `path`."""
+    """Load the single pack at `path` (a file, or a directory of pack files)."""
     p = Path(path)
-    files = (
-        [p]
-        if p.is_file()
-        else sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
-    )
-    return load_pack(PackSource(p, files), limits)
+    return load_pack(PackSource(p, [p] if p.is_file() else pack_files(p)), limits)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import BaseModel, Discriminator, Field, Tag
 
 from engine.fields import FieldSpec, LocalizedText, Strict
 from engine.values import Duration, Expression, Hours, Locale, Name, Percent, TimeZone
@@ -311,7 +311,14 @@ def _action_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         keys = [k for k in value if k in ACTION_KINDS]
         return keys[0] if len(keys) == 1 else None
-    return getattr(value, "kind", None)
+    return _model_kind(value)
+
+
+def _model_kind(value: Any) -> str | None:
+    """When serialising, the union member is a model whose first field is its kind."""
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    return None
 
 
 Action = Annotated[
@@ -503,7 +510,7 @@ def _trigger_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         keys = [k for k in value if k in TRIGGER_KINDS]
         return keys[0] if len(keys) == 1 else None
-    return None
+    return _model_kind(value)
 
 
 Trigger = Annotated[

@@ -111,7 +111,9 @@ class ExpressionLocator:
         lead = first[span.column - 1 : span.column] if span.column <= len(first) else ""
         if lead in ("|", ">"):
             return self._in_block(span, lines, pos, folded=lead == ">")
-        quote = 1 if lead in ("'", '"') else 0
+        # In YAML a quoted scalar's span starts at its quote; in the DSL an expression is
+        # written bare, so a leading quote belongs to a string literal inside it.
+        quote = 1 if lead in ("'", '"') and not span.file.endswith(".flow") else 0
         if pos.line == 1:
             return Span(span.file, span.line, span.column + quote + pos.column - 1)
         return Span(span.file, span.line + pos.line - 1, pos.column)
