@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dsl.diagnostics import render_text
+from dsl.diagnostics import Diagnostic, render_text
 from dsl.flow_writer import FlowFormatError, format_flow, write_flow
 from dsl.sources import PACK_SUFFIXES, PathNotFound
 from dsl.yaml_loader import DEFAULT_MAX_BYTES, LoadLimits
@@ -69,7 +69,7 @@ def validate(
     else:
         for r in results:
             if r.diagnostics:
-                typer.echo(render_text(r.diagnostics, r.texts))
+                typer.echo(render_text(r.diagnostics, _with_sources(r.diagnostics, r.texts)))
             errors = sum(d.is_error for d in r.diagnostics)
             warnings = len(r.diagnostics) - errors
             status = "ok" if r.ok else "FAILED"
@@ -91,6 +91,20 @@ def schema(
         typer.echo(f"{out} is out of date; run `ticketflow schema`", err=True)
         raise typer.Exit(1)
     typer.echo(f"{out}: {'updated' if changed else 'up to date'}")
+
+
+def _with_sources(diagnostics: list[Diagnostic], texts: dict[str, str]) -> dict[str, str]:
+    """Texts for the source excerpts, reading files that failed to parse (and so were not
+    kept) when they are small enough to show."""
+    out = dict(texts)
+    for d in diagnostics:
+        name = d.span.file if d.span else None
+        if name is None or name in out or d.code in ("file-too-large", "yaml-encoding"):
+            continue
+        path = Path(name)
+        if path.is_file() and path.stat().st_size <= DEFAULT_MAX_BYTES:
+            out[name] = path.read_text(encoding="utf-8", errors="replace")
+    return out
 
 
 class TargetFormat(StrEnum):

@@ -50,7 +50,26 @@ BUILTIN_FIELDS = frozenset(
 )
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9])?)$")
+REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
+ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user):(\S+))$")
+# Names an expression reads without a prefix, and its keywords: a field may not take them.
+RESERVED_FIELD_NAMES = frozenset(
+    {
+        "ticket",
+        "actor",
+        "sla",
+        "now",
+        "state",
+        "today",
+        "and",
+        "or",
+        "not",
+        "in",
+        "true",
+        "false",
+        "null",
+    }
+)
 RECIPIENT = re.compile(r"^(requester|assignee|watchers|mentioned|(role|team|user):(\S+))$")
 LOCALIZED_KEYS = frozenset(
     {"title", "label", "help", "description", "placeholder", "customer_label", "body", "message"}
@@ -481,6 +500,14 @@ class PackChecker:
         self._check_ref(tpl.ref, (*base, "ref"))
         states = list(wf.states) if wf else []
         for fname, spec in tpl.fields.items():
+            if fname in RESERVED_FIELD_NAMES:
+                self.report(
+                    "reserved-name",
+                    f"a field cannot be called '{fname}': conditions use that name already",
+                    (*base, "fields", fname),
+                    f"rename it, e.g. '{name}_{fname}'",
+                    key=True,
+                )
             self.check_field(spec, (*base, "fields", fname), states if wf else None, tpl.workflow)
         if tpl.routing is not None:
             self._check_routing(name, tpl, (*base, "routing"))
@@ -543,6 +570,13 @@ class PackChecker:
             for cname, column in spec.columns.items():
                 if isinstance(column, BaseModel):
                     self.check_field(column, (*path, "columns", cname), None)
+                elif column == "money":
+                    self.report(
+                        "missing-key",
+                        f"money column '{cname}' needs a currency",
+                        (*path, "columns", cname),
+                        f"write {cname}: {{type: money, currency: CNY}}",
+                    )
 
     def _check_range(self, spec: Any, path: JsonPath, low: str, high: str) -> None:
         lo, hi = getattr(spec, low, None), getattr(spec, high, None)
@@ -750,7 +784,14 @@ class PackChecker:
             self.reference("transition", name, self._transitions_of(scope), tpath)
         elif isinstance(action, AssignAction):
             spec = action.assign
-            if spec.to is not None:
+            if spec.to is not None and ASSIGNEE.match(spec.to) is None:
+                self.report(
+                    "invalid-assignee",
+                    f"a ticket cannot be assigned to '{spec.to}'",
+                    (*path, "assign", "to"),
+                    "use requester, assignee, role:<name>, team:<name> or user:<id>",
+                )
+            elif spec.to is not None:
                 self._check_recipient(spec.to, (*path, "assign", "to"))
             if spec.team is not None:
                 self.reference("team", spec.team, self.pack.teams, (*path, "assign", "team"))
@@ -871,7 +912,7 @@ class PackChecker:
                     ),
                 )
                 return
-            options = field_options(spec)
+            options = field_options(spec) if spec.type == "choice" else None
             if options is None:
                 self.report(
                     "wrong-field-type",
@@ -890,7 +931,7 @@ class PackChecker:
                         did_you_mean(option, options) or "options: " + ", ".join(options),
                         key=True,
                     )
-            missing = [o for o in options if o not in target]
+            missing = [o for o in dict.fromkeys(options) if o not in target]
             # With applies_if the policy may cover only some priorities; do not guess.
             if missing and policy.applies_if is None:
                 self.report(
@@ -968,8 +1009,16 @@ class PackChecker:
                 )
 
     def check_translations(self) -> None:
-        expected = list(self.pack.locales)
+        expected = list(dict.fromkeys(self.pack.locales))
         for path, text in _localized(self.pack, ()):
+            if not text:
+                self.report(
+                    "empty-text",
+                    "no text is given here",
+                    path,
+                    f"write the text per locale, e.g. {{{expected[0]}: ...}}",
+                )
+                continue
             missing = [loc for loc in expected if loc not in text]
             if missing and len(missing) < len(expected):
                 self.report(

@@ -54,15 +54,28 @@ class _Located:
     key_error: bool
 
 
+def _is_tag(node: Any, element: Any, following: Any) -> bool:
+    """A union tag that is also a key of the data, e.g. `entered` in `{entered: x, after: 3}`
+    (loc: on, entered, after) or `notify` in `{notify: {...}}` (loc: notify, notify, to)."""
+    if not isinstance(node, dict) or following is None or following not in node:
+        return False
+    child = node.get(element)
+    return not (isinstance(child, dict) and following in child)
+
+
 def _walk(loc: tuple[int | str, ...], data: Any) -> _Located | None:
     path: list[str | int] = []
     branches: list[tuple[JsonPath, str]] = []
     node = data
     key_error = False
-    for element in loc:
+    for index, element in enumerate(loc):
         if element == "[key]":
             key_error = True
             break
+        following = loc[index + 1] if index + 1 < len(loc) else None
+        if _is_tag(node, element, following):
+            branches.append((tuple(path), str(element)))
+            continue
         if isinstance(node, dict) and element in node:  # noqa: SIM114 (mypy narrows per branch)
             node = node[element]
             path.append(element)
@@ -177,16 +190,20 @@ def _lower_first(text: str) -> str:
 
 def _validator_of(root: type[BaseModel], loc: Sequence[str | int]) -> str | None:
     """Name of the AfterValidator function behind the field at `loc`, if any."""
-    model = model_at(root, [e for e in loc[:-1]])
+    model = model_at(root, list(loc[:-1]))
     named = [e for e in loc if isinstance(e, str) and not e[:1].isupper() and "[" not in e]
     if model is None or not named:
         return None
-    for name, info in model.model_fields.items():
-        if named[-1] in (name, info.alias) or (len(named) > 1 and named[-2] in (name, info.alias)):
-            for meta in _all_metadata(info.annotation) + list(info.metadata):
-                func = getattr(meta, "func", None)
-                if func is not None:
-                    return str(getattr(func, "__name__", ""))
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    fields.update({name: info for name, info in model.model_fields.items()})
+    # The last name is the field; when the loc ends in a union branch, the one before it.
+    info = fields.get(named[-1]) or (fields.get(named[-2]) if len(named) > 1 else None)
+    if info is None:
+        return None
+    for meta in _all_metadata(info.annotation) + list(info.metadata):
+        func = getattr(meta, "func", None)
+        if func is not None:
+            return str(getattr(func, "__name__", ""))
     return None
 
 

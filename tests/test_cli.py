@@ -73,3 +73,55 @@ def test_schema_check_detects_drift(tmp_path: Path) -> None:
     assert runner.invoke(app, ["schema", "--out", str(out), "--check"]).exit_code == 0
     out.write_text("{}", encoding="utf-8")
     assert runner.invoke(app, ["schema", "--out", str(out), "--check"]).exit_code == 1
+
+
+def test_parse_errors_show_the_source_line(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yaml"
+    path.write_text("pack: x\ntimezone:UTC\n", encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "    2 | timezone:UTC" in result.output
+
+
+def test_fmt_check_and_rewrite(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yaml"
+    path.write_text(
+        MINIMAL.replace(
+            "    title: {en: Repair", "      # the template's name\n    title: {en: Repair"
+        ),
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["fmt", "--check", str(path)]).exit_code == 1
+    assert runner.invoke(app, ["fmt", str(path)]).exit_code == 0
+    formatted = path.read_text(encoding="utf-8")
+    assert "    # the template's name\n    title:" in formatted
+    assert runner.invoke(app, ["fmt", "--check", str(path)]).exit_code == 0
+    assert runner.invoke(app, ["fmt", str(path)]).exit_code == 0
+    assert path.read_text(encoding="utf-8") == formatted
+
+
+def test_fmt_reports_unparseable_files(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yaml"
+    path.write_text("a: [1,\n", encoding="utf-8")
+    result = runner.invoke(app, ["fmt", str(path)])
+    assert result.exit_code == 1 and "yaml-syntax" in result.output
+    assert path.read_text(encoding="utf-8") == "a: [1,\n"
+
+
+def test_convert_to_dsl_and_back_gives_the_same_pack(tmp_path: Path) -> None:
+    pack = EXAMPLES / "retail_store"
+    dsl = runner.invoke(app, ["convert", str(pack), "--to", "dsl"])
+    assert dsl.exit_code == 0
+    flow = tmp_path / "retail.flow"
+    flow.write_text(dsl.output, encoding="utf-8")
+    assert runner.invoke(app, ["validate", str(flow)]).exit_code == 0
+    yaml_back = runner.invoke(app, ["convert", str(flow), "--to", "yaml"])
+    direct = runner.invoke(app, ["convert", str(pack), "--to", "yaml"])
+    assert yaml_back.exit_code == 0 and yaml_back.output == direct.output
+
+
+def test_convert_refuses_an_invalid_pack(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yaml"
+    path.write_text(MINIMAL.replace("workflow: basic", "workflow: basik"), encoding="utf-8")
+    result = runner.invoke(app, ["convert", str(path), "--to", "dsl"])
+    assert result.exit_code == 1

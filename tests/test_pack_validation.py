@@ -177,3 +177,39 @@ def test_empty_pack_is_an_error(tmp_path: Path) -> None:
     result = load_pack_path(write(tmp_path, "# nothing yet\n"))
     assert [d.code for d in result.diagnostics] == ["empty-pack"]
     assert result.pack is None
+
+
+def test_error_in_a_trigger_points_at_the_bad_key(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + "rules:\n  r:\n    on: {entered: done, after: 30}\n    do: [{notify: {to: requester}}]\n"
+    )
+    (diag,) = load_pack_path(write(tmp_path, text)).diagnostics
+    assert diag.pointer == "/rules/r/on/after"
+    assert diag.message.startswith("'after' must be a duration")
+    assert diag.hint == "add a unit, e.g. 30m, 30h or 30d"
+
+
+def test_field_names_used_by_conditions_are_reserved(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    fields:\n", "    fields:\n      state: {type: text}\n")
+    found = errors(write(tmp_path, text))
+    assert [(c, line) for c, line, *_ in found] == [("reserved-name", 12)]
+
+
+def test_money_column_needs_a_currency(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "    fields:\n", "    fields:\n      parts: {type: table, columns: {cost: money}}\n"
+    )
+    found = errors(write(tmp_path, text))
+    assert [c for c, *_ in found] == ["missing-key"]
+    assert "needs a currency" in found[0][3]
+
+
+def test_a_ticket_is_not_assigned_to_watchers(tmp_path: Path) -> None:
+    text = MINIMAL + "rules:\n  r:\n    on: created\n    do: [{assign: {to: watchers}}]\n"
+    assert [c for c, *_ in errors(write(tmp_path, text))] == ["invalid-assignee"]
+
+
+def test_empty_text_is_an_error(tmp_path: Path) -> None:
+    text = MINIMAL.replace("title: {en: Repair, zh: 报修}", "title: {}")
+    assert [c for c, *_ in errors(write(tmp_path, text))] == ["empty-text"]
