@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,10 +78,31 @@ def validate_document(merged: MergedDocument) -> tuple[Pack | None, list[Diagnos
     return pack, [*semantic, *check_pack_expressions(pack, merged.source, merged.texts)]
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Loading builds a large tree of objects that all survive; the cycle collector would
+    rescan it again and again (a 200,000-line pack: 6.0 s with it, 3.5 s without). Nothing
+    here makes cycles worth collecting before the load ends. Process-wide, restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_pack(
     source: PackSource, limits: LoadLimits | None = None, display_root: Path | None = None
 ) -> PackResult:
     """Load one pack (a file or a directory of files) into a model, or say why not."""
+    with _gc_paused():
+        return _load_pack(source, limits, display_root)
+
+
+def _load_pack(
+    source: PackSource, limits: LoadLimits | None, display_root: Path | None
+) -> PackResult:
     merged, diagnostics = load_pack_source(source, SECTIONS, limits, display_root)
     if merged is None:
         return PackResult(source, None, sort_diagnostics(diagnostics))
