@@ -105,6 +105,13 @@ def _error(code: str, message: str, span: Span, hint: str | None = None) -> Yaml
     return YamlLoadError(Diagnostic(code, message, span, hint=hint))
 
 
+class _Discarded(str):
+    """Key under which a duplicate's value is consumed and then dropped; no key written in
+    a file can be an instance of it."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class _Frame:
     """A mapping or sequence under construction."""
@@ -256,11 +263,11 @@ class _Builder:
                 )
             )
             # Keep the first value; the duplicate's value still has to be consumed.
-            key = f"\0dup{len(self.duplicates)}"
+            key = _Discarded(f"duplicate {len(self.duplicates)}")
         top.key_spans.setdefault(key, span)
         top.pending_key = key
         top.pending_key_span = span if (plain and raw == "<<") else None
-        if not key.startswith("\0"):
+        if not isinstance(key, _Discarded):
             self.source.keys[(*top.path, key)] = span
 
     def _start(self, event: MappingStartEvent | SequenceStartEvent) -> None:
@@ -283,7 +290,9 @@ class _Builder:
         frame = self.stack.pop()
         if isinstance(frame.container, dict):
             self._apply_merges(frame)
-            frame.container = {k: v for k, v in frame.container.items() if not k.startswith("\0")}
+            frame.container = {
+                k: v for k, v in frame.container.items() if not isinstance(k, _Discarded)
+            }
         self._attach(frame.container, frame.span, frame.size, frame.anchor)
         self._check_expansion(event)
 
