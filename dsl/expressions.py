@@ -20,6 +20,7 @@ MAX_LENGTH = 2000
 MAX_NESTING = 32
 MAX_DEPTH = 100
 MAX_DIGITS = 15
+MAX_DURATION = 100 * 366 * 86400  # seconds; timedelta overflows far beyond, but no SLA needs it
 KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "null"})
 
 
@@ -136,7 +137,9 @@ def _unquote(raw: str) -> str:
     while i < len(body):
         ch = body[i]
         if ch == "\\" and i + 1 < len(body):
-            out.append(escapes.get(body[i + 1], body[i + 1]))
+            # Unknown escapes keep their backslash, so "^S\d{4}$" means what it says.
+            nxt = body[i + 1]
+            out.append(escapes[nxt] if nxt in escapes else "\\" + nxt)
             i += 2
             continue
         out.append(ch)
@@ -175,9 +178,14 @@ class _ToAst(Transformer[Token, Expr]):
 
     def duration(self, meta: Any, tok: Token) -> Literal:
         text = str(tok)
-        if len(text) > 24:
-            raise ExpressionError("duration literal is too long", _tok_pos(tok), code="expr-limit")
-        return Literal(_meta_pos(meta), "duration", duration_seconds(text), text)
+        seconds = duration_seconds(text) if len(text) <= 24 else MAX_DURATION + 1
+        if seconds > MAX_DURATION:
+            raise ExpressionError(
+                f"duration {text[:24]} is longer than 100 years",
+                _tok_pos(tok),
+                code="expr-limit",
+            )
+        return Literal(_meta_pos(meta), "duration", seconds, text)
 
     def percent(self, meta: Any, tok: Token) -> Literal:
         text = str(tok)
@@ -442,6 +450,25 @@ def parse_expression(text: str) -> Expr:
             raise inner from None
         raise
     return result
+
+
+def names_in(node: Expr) -> list[Name]:
+    """Every name the expression reads, in order."""
+    found: list[Name] = []
+    stack: list[Expr] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Name):
+            found.append(current)
+        elif isinstance(current, Call):
+            stack.extend(reversed(current.args))
+        elif isinstance(current, ListExpr):
+            stack.extend(reversed(current.items))
+        elif isinstance(current, Unary):
+            stack.append(current.operand)
+        elif isinstance(current, Binary):
+            stack.extend((current.right, current.left))
+    return found
 
 
 def render(node: Expr) -> str:

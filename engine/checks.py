@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from dsl.diagnostics import Diagnostic, Severity, did_you_mean, known_list
 from dsl.source_map import JsonPath, SourceMap, json_pointer
+from engine.expr_types import BUILTIN_ACTOR_ATTRIBUTES, RESERVED_NAMES
 from engine.fields import FieldSpec, TableField, field_options, option_values
 from engine.model import (
     STANDARD_METRICS,
@@ -52,24 +53,6 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
 ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user):(\S+))$")
-# Names an expression reads without a prefix, and its keywords: a field may not take them.
-RESERVED_FIELD_NAMES = frozenset(
-    {
-        "ticket",
-        "actor",
-        "sla",
-        "now",
-        "state",
-        "today",
-        "and",
-        "or",
-        "not",
-        "in",
-        "true",
-        "false",
-        "null",
-    }
-)
 RECIPIENT = re.compile(r"^(requester|assignee|watchers|mentioned|(role|team|user):(\S+))$")
 LOCALIZED_KEYS = frozenset(
     {"title", "label", "help", "description", "placeholder", "customer_label", "body", "message"}
@@ -148,6 +131,7 @@ class PackChecker:
     def run(self) -> list[Diagnostic]:
         """Run all checks; the result is in no particular order."""
         self.check_lists()
+        self.check_actor_attributes()
         for name, cal in self.pack.calendars.items():
             self.check_calendar(name, cal)
         self.check_teams()
@@ -166,6 +150,17 @@ class PackChecker:
         return self.diagnostics
 
     # -- small lists -----------------------------------------------------------------------
+    def check_actor_attributes(self) -> None:
+        for name in self.pack.actor_attributes:
+            if name in BUILTIN_ACTOR_ATTRIBUTES:
+                self.report(
+                    "reserved-name",
+                    f"actor.{name} is built in and cannot be redefined",
+                    ("actor_attributes", name),
+                    f"built in: {', '.join(BUILTIN_ACTOR_ATTRIBUTES)}; choose another name",
+                    key=True,
+                )
+
     def check_lists(self) -> None:
         for section in ("roles", "skills", "locales"):
             value = getattr(self.pack, section)
@@ -500,7 +495,7 @@ class PackChecker:
         self._check_ref(tpl.ref, (*base, "ref"))
         states = list(wf.states) if wf else []
         for fname, spec in tpl.fields.items():
-            if fname in RESERVED_FIELD_NAMES:
+            if fname in RESERVED_NAMES:
                 self.report(
                     "reserved-name",
                     f"a field cannot be called '{fname}': conditions use that name already",

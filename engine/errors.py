@@ -63,7 +63,10 @@ def _is_tag(node: Any, element: Any, following: Any) -> bool:
     return not (isinstance(child, dict) and following in child)
 
 
-def _walk(loc: tuple[int | str, ...], data: Any) -> _Located | None:
+def _walk(loc: tuple[int | str, ...], data: Any, missing: bool = False) -> _Located | None:
+    # The last element of a 'missing' error names the absent key: not a union branch.
+    if missing:
+        loc = loc[:-1]
     path: list[str | int] = []
     branches: list[tuple[JsonPath, str]] = []
     node = data
@@ -512,7 +515,7 @@ def translate(
     """Diagnostics for every error pydantic found, one per real problem."""
     items: list[_Located] = []
     for err in exc.errors(include_url=False):
-        located = _walk(err["loc"], data)
+        located = _walk(err["loc"], data, missing=err["type"] == "missing")
         if located is None:
             continue
         located.error = err

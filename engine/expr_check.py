@@ -101,6 +101,10 @@ def _number_like(args: list[Type]) -> Type | str:
     return "numbers, or durations"
 
 
+def _number_only(args: list[Type]) -> Type | str:
+    return NUMBER if args[0].kind in ("number", "any", "null") else "a number"
+
+
 FUNCTIONS: dict[str, Signature] = {
     "len": Signature((1, 1), _text_or_list, "len(text or list) → number"),
     "lower": Signature((1, 1), _text_to_text, "lower(text) → text"),
@@ -116,7 +120,7 @@ FUNCTIONS: dict[str, Signature] = {
     "hours_since": Signature((1, 1), _since, "hours_since(date or datetime) → number"),
     "is_set": Signature((1, 1), _any_value, "is_set(value) → boolean"),
     "abs": Signature((1, 1), _number_like, "abs(number or duration)"),
-    "round": Signature((1, 1), _number_like, "round(number) → number"),
+    "round": Signature((1, 1), _number_only, "round(number) → number"),
     "min": Signature((2, 2), _number_like, "min(a, b) of numbers or durations"),
     "max": Signature((2, 2), _number_like, "max(a, b) of numbers or durations"),
 }
@@ -231,6 +235,13 @@ class Checker:
 
     def _call(self, node: Call) -> Type:
         sig = FUNCTIONS.get(node.name)
+        if sig is None and node.name.startswith("_"):
+            raise TypeCheckError(
+                f"'{node.name}': names may not start with '_'",
+                node.pos,
+                known_list(list(FUNCTIONS)),
+                code="expr-forbidden",
+            )
         if sig is None:
             raise TypeCheckError(
                 f"unknown function '{node.name}'",

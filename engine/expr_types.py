@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.fields import field_options
@@ -111,6 +111,9 @@ SLA_ATTRIBUTES: dict[str, Type] = {
 }
 
 
+BUILTIN_ACTOR_ATTRIBUTES = ("id", "name", "email", "locale", "roles", "team", "teams", "skills")
+
+
 def actor_attributes(
     roles: Iterable[str], teams: Iterable[str], custom: dict[str, Type]
 ) -> dict[str, Type]:
@@ -136,7 +139,10 @@ ATTRIBUTE_TYPES: dict[str, Type] = {
 }
 
 ROOTS = ("ticket", "actor", "sla")
-RESERVED_NAMES = frozenset({"ticket", "actor", "sla", "now", "state", "today"})
+# What an expression reads without a prefix, and its keywords: no field may be called so.
+RESERVED_NAMES = frozenset(
+    {"ticket", "actor", "sla", "now", "state", "and", "or", "not", "in", "true", "false", "null"}
+)
 
 
 @dataclass(slots=True)
@@ -147,7 +153,6 @@ class Scope:
     states: frozenset[str]
     actor: dict[str, Type]
     template: str = ""
-    extra: dict[str, Type] = field(default_factory=dict)
 
     def top_level(self) -> dict[str, Type]:
         """Names usable without a prefix."""
@@ -155,7 +160,6 @@ class Scope:
             **self.fields,
             "state": choice(self.states),
             "now": DATETIME,
-            **self.extra,
         }
 
     def members(self, root: str) -> dict[str, Type]:

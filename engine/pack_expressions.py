@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from dsl.diagnostics import Diagnostic, Span
-from dsl.expressions import ExpressionError, Position, parse_expression
+from dsl.expressions import ExpressionError, Position, names_in, parse_expression
 from dsl.source_map import JsonPath, SourceMap, json_pointer
 from engine.expr_check import check_expression
 from engine.expr_types import (
@@ -30,6 +30,7 @@ class Occurrence:
     text: str
     templates: tuple[str, ...]
     expect: Type | None = BOOLEAN
+    computes: str | None = None  # the computed field this expression gives the value of
 
 
 def scope_for(pack: Pack, template: str) -> Scope:
@@ -56,7 +57,7 @@ def occurrences(pack: Pack) -> Iterator[Occurrence]:
                 if text is not None:
                     yield Occurrence((*base, key), text, (tname,))
             if isinstance(spec, ComputedField):
-                yield Occurrence((*base, "expr"), spec.expr, (tname,), None)
+                yield Occurrence((*base, "expr"), spec.expr, (tname,), field_type(spec), fname)
     for wname, wf in pack.workflows.items():
         users = tuple(t for t, tpl in pack.templates.items() if tpl.workflow == wname)
         for trname, tr in wf.transitions.items():
@@ -144,8 +145,11 @@ def check_pack_expressions(
         problem = _first_problem(pack, occ, scopes)
         if problem is None:
             continue
-        error, _template = problem
+        error, template = problem
         message = error.message
+        if template and len(occ.templates) > 1:
+            # The condition is shared (e.g. by a workflow's templates): say which one failed.
+            message = f"{message} (on template '{template}')"
         diagnostics.append(
             Diagnostic(
                 error.code,
@@ -165,6 +169,18 @@ def _first_problem(
         tree = parse_expression(occ.text)
     except ExpressionError as exc:
         return exc, ""
+    if occ.computes is not None:
+        for name in names_in(tree):
+            if name.parts in ((occ.computes,), ("ticket", occ.computes)):
+                return (
+                    ExpressionError(
+                        f"computed field '{occ.computes}' cannot use its own value",
+                        name.pos,
+                        "compute it from other fields",
+                        code="expr-self-reference",
+                    ),
+                    "",
+                )
     for template in _valid(pack, occ.templates):
         if template not in scopes:
             scopes[template] = scope_for(pack, template)

@@ -87,6 +87,8 @@ BAD_EXPRESSIONS = [
     "ticket.",
     "qty.5",
     "5qty",
+    "round(downtime) > 1",
+    "downtime < 99999999999999999999w",
     "approved == not urgent",
     "qty == and",
     "true = false",
@@ -170,6 +172,13 @@ GOOD = [
 @pytest.mark.parametrize(("text", "expected"), GOOD)
 def test_good_expressions_check_and_infer(text: str, expected: Type) -> None:
     assert check_expression(parse_expression(text), SCOPE, None).kind == expected.kind
+
+
+def test_unknown_escapes_keep_their_backslash() -> None:
+    tree = parse_expression('matches(store_no, "^S\\d{4}$")')
+    check_expression(tree, SCOPE)
+    assert compile_expression(tree)({"store_no": "S1234"}) is True
+    assert compile_expression(tree)({"store_no": "Sdddd"}) is False
 
 
 def test_render_round_trips() -> None:

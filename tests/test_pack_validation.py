@@ -213,3 +213,29 @@ def test_a_ticket_is_not_assigned_to_watchers(tmp_path: Path) -> None:
 def test_empty_text_is_an_error(tmp_path: Path) -> None:
     text = MINIMAL.replace("title: {en: Repair, zh: 报修}", "title: {}")
     assert [c for c, *_ in errors(write(tmp_path, text))] == ["empty-text"]
+
+
+def test_computed_field_result_type_and_self_reference(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "    fields:\n",
+        "    fields:\n      qty: {type: integer}\n"
+        "      total: {type: computed, expr: 'qty > 5', result: number}\n"
+        "      again: {type: computed, expr: 'again + qty', result: number}\n",
+    )
+    found = errors(write(tmp_path, text))
+    assert [(c, line) for c, line, *_ in found] == [("expr-type", 13), ("expr-self-reference", 14)]
+
+
+def test_builtin_actor_attributes_cannot_be_redefined(tmp_path: Path) -> None:
+    text = MINIMAL + "actor_attributes: {roles: number, stores: list}\n"
+    found = errors(write(tmp_path, text))
+    assert [c for c, *_ in found] == ["reserved-name"]
+
+
+def test_several_missing_keys_are_reported_one_by_one(tmp_path: Path) -> None:
+    text = MINIMAL.replace("templates:\n", "templates:\n  empty: {ref: 'E-{seq}'}\n")
+    found = errors(write(tmp_path, text))
+    assert [(c, m) for c, _, _, m in found] == [
+        ("missing-key", "missing required key 'title'"),
+        ("missing-key", "missing required key 'workflow'"),
+    ]
