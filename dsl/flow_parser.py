@@ -27,7 +27,7 @@ from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 from dsl.diagnostics import Diagnostic, Span, did_you_mean
 from dsl.source_map import JsonPath, SourceMap
-from dsl.yaml_loader import LoadLimits, YamlDocument
+from dsl.yaml_loader import LoadLimits, YamlDocument, read_source
 
 GRAMMAR = Path(__file__).with_name("flow.lark")
 END = "\0}"  # last element of the anchor path of a closing brace or bracket
@@ -1857,26 +1857,7 @@ def load_flow_file(
 ) -> tuple[YamlDocument | None, list[Diagnostic]]:
     """Load a `.flow` file; its size is checked before a byte of it is read."""
     limits = limits or LoadLimits()
-    name = display or str(path)
-    try:
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            return None, [_too_big(name, size, limits)]
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, [Diagnostic("file-unreadable", exc.strerror or str(exc), Span(name, 1, 1))]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = raw[: exc.start].decode("utf-8", errors="replace")
-        line = before.count("\n") + 1
-        col = len(before) - (before.rfind("\n") + 1) + 1
-        return None, [
-            Diagnostic(
-                "dsl-encoding",
-                f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
-                Span(name, line, col),
-                hint="save the file as UTF-8",
-            )
-        ]
+    text, name, diagnostics = read_source(path, limits, display, kind="dsl")
+    if text is None:
+        return None, diagnostics
     return load_flow_text(text, name, limits)

@@ -387,7 +387,7 @@ def _flow_depth_exceeds(text: str, limit: int) -> tuple[int, int] | None:
 _VALUE_START = frozenset(":-?,[{\n")
 
 
-def _decode(data: bytes, path: str) -> str:
+def _decode(data: bytes, path: str, code: str = "yaml-encoding") -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -395,7 +395,7 @@ def _decode(data: bytes, path: str) -> str:
         line = before.count("\n") + 1
         col = len(before) - (before.rfind("\n") + 1) + 1
         raise _error(
-            "yaml-encoding",
+            code,
             f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
             Span(path, line, col),
             "save the file as UTF-8",
@@ -554,21 +554,32 @@ def _too_big(path: str, size: int, limits: LoadLimits) -> Diagnostic:
     )
 
 
+def read_source(
+    path: Path, limits: LoadLimits, display: str | None = None, kind: str = "yaml"
+) -> tuple[str | None, str, list[Diagnostic]]:
+    """A pack file's text (size checked before a byte is read, UTF-8 required), the name
+    to show for it, and the diagnostics when it cannot be read."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            return None, name, [_too_big(name, size, limits)]
+        raw = path.read_bytes()
+    except OSError as exc:
+        message = exc.strerror or str(exc)
+        return None, name, [Diagnostic("file-unreadable", message, Span(name, 1, 1))]
+    try:
+        return _decode(raw, name, f"{kind}-encoding"), name, []
+    except YamlLoadError as exc:
+        return None, name, [exc.diagnostic]
+
+
 def load_yaml_file(
     path: Path, limits: LoadLimits | None = None, display: str | None = None
 ) -> tuple[YamlDocument | None, list[Diagnostic]]:
     """Load a YAML file; its size is checked before a byte of it is read."""
     limits = limits or LoadLimits()
-    name = display or str(path)
-    try:
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            return None, [_too_big(name, size, limits)]
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, [Diagnostic("file-unreadable", exc.strerror or str(exc), Span(name, 1, 1))]
-    try:
-        text = _decode(raw, name)
-    except YamlLoadError as exc:
-        return None, [exc.diagnostic]
+    text, name, diagnostics = read_source(path, limits, display)
+    if text is None:
+        return None, diagnostics
     return load_yaml_text(text, name, limits)
