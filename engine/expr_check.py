@@ -360,6 +360,10 @@ class Checker:
             )
         self._check_option(left, node.right)
         self._check_option(right, node.left)
+        for container, other in ((left, node.right), (right, node.left)):
+            if container.kind == "list" and container.item and isinstance(other, ListExpr):
+                for element in other.items:  # multi_choice == ["a", "b"]
+                    self._check_option(container.item, element)
         return BOOLEAN
 
     def _membership(self, node: Binary, left: Type, right: Type) -> Type:

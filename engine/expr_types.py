@@ -153,6 +153,8 @@ class Scope:
     states: frozenset[str]
     actor: dict[str, Type]
     template: str = ""
+    # Known values of built-in ticket attributes (team, template, channel), when declared.
+    ticket_values: dict[str, Type] | None = None
 
     def top_level(self) -> dict[str, Type]:
         """Names usable without a prefix."""
@@ -165,7 +167,12 @@ class Scope:
     def members(self, root: str) -> dict[str, Type]:
         """Names under `ticket.`, `actor.` or `sla.`."""
         if root == "ticket":
-            return {**TICKET_ATTRIBUTES, **self.fields, "state": choice(self.states)}
+            return {
+                **TICKET_ATTRIBUTES,
+                **(self.ticket_values or {}),
+                **self.fields,
+                "state": choice(self.states),
+            }
         if root == "actor":
             return self.actor
         return SLA_ATTRIBUTES

@@ -3,6 +3,7 @@ runs on; report problems at the offending character inside the YAML (or DSL) tex
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -16,10 +17,11 @@ from engine.expr_types import (
     Scope,
     Type,
     actor_attributes,
+    choice,
     field_type,
 )
 from engine.fields import ComputedField
-from engine.model import Pack, ScopeCondition
+from engine.model import IntakeChannel, Pack, ScopeCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +40,18 @@ def scope_for(pack: Pack, template: str) -> Scope:
     tpl = pack.templates[template]
     wf = pack.workflows.get(tpl.workflow)
     custom = {name: ATTRIBUTE_TYPES[kind] for name, kind in pack.actor_attributes.items()}
+    values = {
+        "template": choice(pack.templates),
+        "channel": choice(tpl.channels or typing.get_args(IntakeChannel)),
+    }
+    if pack.teams:
+        values["team"] = choice(pack.teams)
     return Scope(
         fields={name: field_type(spec) for name, spec in tpl.fields.items()},
         states=frozenset(wf.states) if wf else frozenset(),
         actor=actor_attributes(pack.role_names(), pack.teams, custom),
         template=template,
+        ticket_values=values,
     )
 
 

@@ -136,6 +136,7 @@ BAD_EXPRESSIONS = [
     'contains(tags_field, "d")',
     '"z" in tags_field',
     'category == "HVAC"',
+    'tags_field == ["a", "z"]',
 ]
 
 

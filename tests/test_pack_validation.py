@@ -239,3 +239,19 @@ def test_several_missing_keys_are_reported_one_by_one(tmp_path: Path) -> None:
         ("missing-key", "missing required key 'title'"),
         ("missing-key", "missing required key 'workflow'"),
     ]
+
+
+def test_ticket_attributes_with_known_values_are_checked(tmp_path: Path) -> None:
+    text = (
+        MINIMAL.replace(
+            "roles: [agent]}", "roles: [agent], when: 'ticket.channel == \"fax\"'}"
+        ).replace("    workflow: basic\n", "    workflow: basic\n    channels: [web, email]\n")
+        + "teams: {facilities: {}}\n"
+        + 'rules:\n  r:\n    on: created\n    if: ticket.team == "facilties" and ticket.template == "repair"\n'
+        + "    do: [{notify: {to: requester}}]\n"
+    )
+    found = errors(write(tmp_path, text))
+    assert [(c, m) for c, _, _, m in found] == [
+        ("expr-unknown-option", "'fax' is not one of the options (email, web)"),
+        ("expr-unknown-option", "'facilties' is not one of the options (facilities)"),
+    ]
