@@ -271,25 +271,28 @@ _WORDS = {
     "$END": "the end of the expression",
 }
 
-_VALUE_START = {
-    "NAME",
-    "NUMBER",
-    "STRING",
-    "DURATION",
-    "PERCENT",
-    "LPAR",
-    "LSQB",
-    "MINUS",
-    "NOT",
-    "TRUE",
-    "FALSE",
-    "NULL",
-}
+# Terminals that can begin a value (the DSL parser names them the same way).
+VALUE_START = frozenset(
+    {
+        "NAME",
+        "NUMBER",
+        "STRING",
+        "DURATION",
+        "PERCENT",
+        "LPAR",
+        "LSQB",
+        "MINUS",
+        "NOT",
+        "TRUE",
+        "FALSE",
+        "NULL",
+    }
+)
 
 
 def _expected(names: set[str]) -> str:
-    if names & _VALUE_START and len(names & _VALUE_START) >= 4:
-        rest = sorted(_WORDS.get(n, n) for n in names - _VALUE_START)
+    if names & VALUE_START and len(names & VALUE_START) >= 4:
+        rest = sorted(_WORDS.get(n, n) for n in names - VALUE_START)
         return ", ".join(["a value", *rest]) if rest else "a value"
     words = sorted({_WORDS.get(n, n.lower()) for n in names})
     return ", ".join(words)

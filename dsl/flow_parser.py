@@ -26,6 +26,8 @@ from lark.lark import PostLex
 from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 from dsl.diagnostics import Diagnostic, Span, did_you_mean
+from dsl.expressions import VALUE_START
+from dsl.sections import PACK_SECTIONS
 from dsl.source_map import JsonPath, SourceMap
 from dsl.yaml_loader import LoadLimits, YamlDocument, read_source
 
@@ -302,21 +304,7 @@ def _number(text: str) -> int | float:
 # -- the walker ---------------------------------------------------------------------------------
 
 # Keys whose mapping (or list) may be written in several statements that add to it.
-_TOP_COLLECTIONS = frozenset(
-    {
-        "calendars",
-        "roles",
-        "skills",
-        "teams",
-        "templates",
-        "workflows",
-        "permissions",
-        "rules",
-        "sla",
-        "messages",
-        "canned_replies",
-    }
-)
+_TOP_COLLECTIONS = PACK_SECTIONS
 _ITEM_COLLECTIONS = frozenset(
     {
         "states",
@@ -1328,22 +1316,7 @@ _VALUE_START = frozenset(
         "LBRACE",
     }
 )
-_EXPRESSION_START = frozenset(
-    {
-        "NAME",
-        "STRING",
-        "NUMBER",
-        "DURATION",
-        "PERCENT",
-        "LPAR",
-        "LSQB",
-        "MINUS",
-        "NOT",
-        "TRUE",
-        "FALSE",
-        "NULL",
-    }
-)
+_EXPRESSION_START = VALUE_START
 _OPERATORS = frozenset(
     {"expr__COMPARE", "expr__ADD_OP", "expr__MUL_OP", "AND", "OR", "IN", "NOT", "DOT", "LPAR"}
 )

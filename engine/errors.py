@@ -256,7 +256,7 @@ def _reduce(items: list[_Located], level: int = 0) -> list[_Located] | list[list
     for branches in by_point.values():
         if len(branches) == 1:
             (only,) = branches.values()
-            result.extend(_flatten(_reduce(only, level + 1)))
+            result.extend(_reduce(only, level + 1))
             continue
         depth = {b: max(len(i.path) for i in errs) for b, errs in branches.items()}
         deepest = max(depth.values())
@@ -267,14 +267,10 @@ def _reduce(items: list[_Located], level: int = 0) -> list[_Located] | list[list
         chosen = specific or best
         if len(chosen) == 1:
             (only,) = chosen.values()
-            result.extend(_flatten(_reduce(only, level + 1)))
+            result.extend(_reduce(only, level + 1))
         else:
             result.append([e for errs in chosen.values() for e in errs])
     return result
-
-
-def _flatten(items: list[Any]) -> list[Any]:
-    return list(items)
 
 
 # -- the translation -----------------------------------------------------------------------

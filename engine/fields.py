@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -401,30 +402,10 @@ FieldSpec = Annotated[
     Field(discriminator="type"),
 ]
 
-FIELD_TYPES: tuple[str, ...] = (
-    "text",
-    "long_text",
-    "integer",
-    "number",
-    "money",
-    "boolean",
-    "choice",
-    "multi_choice",
-    "date",
-    "datetime",
-    "duration",
-    "email",
-    "phone",
-    "url",
-    "user",
-    "team",
-    "asset",
-    "location",
-    "attachments",
-    "signature",
-    "rating",
-    "table",
-    "computed",
+# Every field type, in declaration order, read off the union so the list cannot drift.
+FIELD_TYPES: tuple[str, ...] = tuple(
+    typing.get_args(member.model_fields["type"].annotation)[0]
+    for member in typing.get_args(typing.get_args(FieldSpec)[0])
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from dsl.diagnostics import Diagnostic, Span, sort_diagnostics
+from dsl.sections import PACK_SECTIONS
 from dsl.source_map import SourceMap
 from dsl.sources import MergedDocument, PackSource, discover_packs, load_pack_source, pack_files
 from dsl.yaml_loader import LoadLimits
@@ -20,21 +21,7 @@ from engine.model import Pack
 from engine.pack_expressions import check_pack_expressions
 
 # Top-level keys whose entries may be spread over several files of a pack.
-SECTIONS = frozenset(
-    {
-        "calendars",
-        "roles",
-        "skills",
-        "teams",
-        "templates",
-        "workflows",
-        "permissions",
-        "rules",
-        "sla",
-        "messages",
-        "canned_replies",
-    }
-)
+SECTIONS = PACK_SECTIONS
 
 
 @dataclass(slots=True)
