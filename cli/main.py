@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cli.runtime_cmds import audit_app, db_app
+from cli.simulate_cmd import simulate
 from dsl.diagnostics import Diagnostic, render_text
 from dsl.flow_writer import FlowFormatError, format_flow, write_flow
 from dsl.sources import PACK_SUFFIXES, PathNotFound
@@ -24,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.command()(simulate)
 
 
 class OutputFormat(StrEnum):

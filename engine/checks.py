@@ -43,6 +43,7 @@ from engine.model import (
     UpdatedTrigger,
     Workflow,
 )
+from engine.rule_graph import unconditional_cycles
 from engine.values import parse_clock, parse_duration, parse_hours
 
 # Ticket attributes every template has, usable wherever a field name is expected.
@@ -142,6 +143,7 @@ class PackChecker:
         self.check_permissions()
         for name, rule in self.pack.rules.items():
             self.check_rule(name, rule)
+        self.check_rule_cycles()
         for name, policy in self.pack.sla.items():
             self.check_sla(name, policy)
         self.check_messages()
@@ -696,6 +698,19 @@ class PackChecker:
             if (wf := self.pack.workflows.get(self.pack.templates[t].workflow)) is not None
             for n in wf.transitions
         }
+
+    def check_rule_cycles(self) -> None:
+        if any(d.is_error for d in self.diagnostics):
+            return  # cycles are only meaningful once every reference resolves
+        for cycle in unconditional_cycles(self.pack):
+            self.report(
+                "rule-cycle",
+                "rules set each other off without end: " + " → ".join(cycle),
+                ("rules", cycle[0]),
+                "give one of them an `if:` condition its own actions make false, "
+                "or a delay (`after:`)",
+                key=True,
+            )
 
     def check_rule(self, name: str, rule: Rule) -> None:
         base: JsonPath = ("rules", name)

@@ -1,0 +1,67 @@
+"""Who acts: a person (or the system) with roles, teams and directory attributes, always
+within one tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM_ID = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The caller of a command. Every command and read is scoped to `tenant`."""
+
+    id: str
+    roles: frozenset[str]
+    tenant: str = "default"
+    name: str | None = None
+    email: str | None = None
+    locale: str | None = None
+    teams: frozenset[str] = frozenset()
+    skills: frozenset[str] = frozenset()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, id: str, roles: Iterable[str], tenant: str = "default", **kw: Any) -> Actor:
+        """Convenience constructor taking any iterables."""
+        for key in ("teams", "skills"):
+            if key in kw:
+                kw[key] = frozenset(kw[key])
+        return cls(id=id, roles=frozenset(roles), tenant=tenant, **kw)
+
+    @classmethod
+    def system(cls, tenant: str = "default") -> Actor:
+        """Automations: rules, timers, migrations. Bypasses role checks, not field rules."""
+        return cls(id=SYSTEM_ID, roles=frozenset(), tenant=tenant)
+
+    @property
+    def is_system(self) -> bool:
+        return self.id == SYSTEM_ID and not self.roles
+
+    @property
+    def is_automation(self) -> bool:
+        """Rules and timers, also when acting in a role (`system:<role>`)."""
+        return self.id == SYSTEM_ID or self.id.startswith(SYSTEM_ID + ":")
+
+    @property
+    def team(self) -> str | None:
+        return min(self.teams) if self.teams else None
+
+    def env(self) -> dict[str, Any]:
+        """What expressions read as `actor.<name>`."""
+        env: dict[str, Any] = {
+            "actor.id": self.id,
+            "actor.name": self.name,
+            "actor.email": self.email,
+            "actor.locale": self.locale,
+            "actor.roles": sorted(self.roles),
+            "actor.team": self.team,
+            "actor.teams": sorted(self.teams),
+            "actor.skills": sorted(self.skills),
+        }
+        for key, value in self.attributes.items():
+            env[f"actor.{key}"] = value
+        return env

@@ -1,0 +1,534 @@
+"""The embedding API: `Runtime.open(...)`, then commands and reads scoped to the actor's
+tenant. Each command is one database transaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+from dsl.diagnostics import render_text
+from engine.blueprint import Blueprint, RuleBp
+from engine.load import PackResult, load_pack_path
+from engine.model import Pack
+from runtime import access, commands, packs, rules
+from runtime.actors import Actor
+from runtime.clock import Clock, SystemClock
+from runtime.records import (
+    Conflict,
+    InvalidCommand,
+    NotFound,
+    PackVersionRow,
+    PublishRefused,
+    TicketflowError,
+    TicketQuery,
+)
+from runtime.store import open_store
+from runtime.store.base import Store
+from runtime.tickets import Ticket, TimelineEntry, build_env, mask_event, view
+from runtime.unit import Signal, Tracked, Unit
+
+DEFAULT_DATABASE = "sqlite:///tickets.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """A transition from the ticket's current state, as one actor sees it."""
+
+    name: str
+    title: Any
+    to: str
+    allowed: bool
+    reason: str | None = None
+    missing: tuple[str, ...] = ()  # fields that must be filled before it can be taken
+    form: tuple[str, ...] = ()
+    comment: str = "optional"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; pass `cursor` back for the next one."""
+
+    items: list[Ticket]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """The outcome of one item of a bulk command."""
+
+    index: int
+    ticket: Ticket | None = None
+    error: TicketflowError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a command did, for `simulate` and callers that want the detail."""
+
+    notes: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    """Runs tickets of any published pack. Thread-safe: share one per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self._blueprints: dict[tuple[str, str, int], Blueprint] = {}
+        self._lock = Lock()
+        self.last_notes: list[str] = []
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        packs: str | Path | Sequence[str | Path] = (),
+        database_url: str | None = DEFAULT_DATABASE,
+        clock: Clock | None = None,
+        tenant: str = "default",
+        new_id: Callable[[], str] | None = None,
+    ) -> Runtime:
+        """Open a database and publish the packs at these paths to `tenant` (a pack that
+        is already the latest version is not published again)."""
+        rt = cls(open_store(database_url), clock, new_id)
+        paths = [packs] if isinstance(packs, str | Path) else list(packs)
+        for path in paths:
+            rt.publish(path, tenant=tenant)
+        return rt
+
+    def close(self) -> None:
+        self.store.close()
+
+    def publish(
+        self,
+        pack: str | Path | PackResult | Pack,
+        tenant: str = "default",
+        actor: Actor | None = None,
+        migrate: Mapping[str, str] | None = None,
+    ) -> PackVersionRow:
+        """Publish a pack as a new immutable version (see `runtime.packs.publish`)."""
+        model = _valid_pack(pack)
+        who = actor or Actor.system(tenant)
+        with self.store.transaction() as tx:
+            row, _ = packs.publish(tx, tenant, model, who, self.clock.now(), migrate)
+        return row
+
+    def versions(self, tenant: str, pack: str) -> list[PackVersionRow]:
+        with self.store.read() as tx:
+            return tx.pack_versions(tenant, pack)
+
+    def blueprint(self, tenant: str, pack: str, version: int) -> Blueprint:
+        """The compiled blueprint of a published version (compiled once, then cached)."""
+        key = (tenant, pack, version)
+        found = self._blueprints.get(key)
+        if found is not None:
+            return found
+        with self.store.read() as tx:
+            row = tx.pack_version(tenant, pack, version)
+        if row is None:
+            raise NotFound(f"pack '{pack}' has no version {version}")
+        bp = packs.blueprint_of(row)
+        with self._lock:
+            self._blueprints[key] = bp
+        return bp
+
+    def current(self, tenant: str) -> list[Blueprint]:
+        """The latest version of each of the tenant's packs."""
+        with self.store.read() as tx:
+            heads = tx.pack_heads(tenant)
+        return [self.blueprint(tenant, pack, version) for pack, version in heads.items()]
+
+    # -- the command loop ----------------------------------------------------------------------
+
+    def _command(self, actor: Actor, work: Callable[[Unit], Tracked]) -> Ticket:
+        """Run `work` and the rules it sets off in one transaction; the caller gets the
+        ticket as it stands after the rules, with its final version."""
+        with self.store.transaction() as tx:
+            unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id, actor)
+            t = work(unit)
+            rules.dispatch(unit)
+            unit.flush()
+        self.last_notes = unit.notes
+        return self._view(t, actor)
+
+    def _view(self, t: Tracked, actor: Actor) -> Ticket:
+        return view(t.row, access.readable(t.bp, actor, t.tpl, t.row.state))
+
+    @staticmethod
+    def _expect(t: Tracked, expected_version: int | None) -> None:
+        if expected_version is not None and t.row.version != expected_version:
+            raise Conflict(
+                f"{t.row.ref} is at version {t.row.version}, not {expected_version}: "
+                "it changed since you read it; reload and retry",
+                ticket_id=t.row.id,
+                version=t.row.version,
+            )
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        template: str,
+        fields: Mapping[str, Any],
+        actor: Actor,
+        *,
+        channel: str | None = None,
+        title: str | None = None,
+        idempotency_key: str | None = None,
+        requester: str | None = None,
+    ) -> Ticket:
+        """Open a ticket. With an idempotency key, a retry returns the first ticket."""
+        bp, tpl = commands.resolve_template(self.current(actor.tenant), template)
+        if requester is not None and not access.is_staff(bp, actor):
+            raise InvalidCommand("only staff may open a ticket on someone else's behalf")
+
+        def work(unit: Unit) -> Tracked:
+            ticket_id = self.new_id()
+            if idempotency_key is not None:
+                existing = unit.tx.claim_idempotency_key(actor.tenant, idempotency_key, ticket_id)
+                if existing is not None:
+                    return unit.load(existing)
+            return commands.create(
+                unit,
+                bp,
+                tpl,
+                actor,
+                fields,
+                title=title,
+                channel=channel,
+                requester=requester,
+                ticket_id=ticket_id,
+            )
+
+        try:
+            return self._command(actor, work)
+        except Conflict:
+            if idempotency_key is None:
+                raise
+            # Another process claimed the key at the same moment and has committed since.
+            return self._command(actor, work)
+
+    def update(
+        self,
+        ticket_id: str,
+        fields: Mapping[str, Any],
+        actor: Actor,
+        expected_version: int | None = None,
+    ) -> Ticket:
+        """Change field values."""
+
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            commands.ensure_visible(unit, t, actor)
+            self._expect(t, expected_version)
+            commands.update(unit, t, actor, fields)
+            return t
+
+        return self._command(actor, work)
+
+    def transition(
+        self,
+        ticket_id: str,
+        name: str,
+        actor: Actor,
+        fields: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+        expected_version: int | None = None,
+    ) -> Ticket:
+        """Take a transition, with the values its form asks for."""
+
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            commands.ensure_visible(unit, t, actor)
+            self._expect(t, expected_version)
+            commands.transition(unit, t, actor, name, fields, comment)
+            return t
+
+        return self._command(actor, work)
+
+    def comment(
+        self,
+        ticket_id: str,
+        body: str,
+        actor: Actor,
+        internal: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Ticket:
+        """Add a public comment, or an internal note (staff only)."""
+
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            commands.comment(unit, t, actor, body, internal, attachments)
+            return t
+
+        return self._command(actor, work)
+
+    def assign(
+        self, ticket_id: str, to: str, actor: Actor, expected_version: int | None = None
+    ) -> Ticket:
+        """Assign to `user:<id>` (or a bare id), `role:<name>`, `team:<name>` or `none`."""
+
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            commands.ensure_visible(unit, t, actor)
+            self._expect(t, expected_version)
+            commands.assign(unit, t, actor, to)
+            return t
+
+        return self._command(actor, work)
+
+    # -- bulk ----------------------------------------------------------------------------------
+
+    def _bulk(self, calls: Iterable[Callable[[], Ticket]]) -> list[BulkResult]:
+        """Each item is its own transaction: one failure does not undo the others."""
+        out = []
+        for index, call in enumerate(calls):
+            try:
+                out.append(BulkResult(index, ticket=call()))
+            except TicketflowError as exc:
+                out.append(BulkResult(index, error=exc))
+        return out
+
+    def bulk_create(self, items: Sequence[Mapping[str, Any]], actor: Actor) -> list[BulkResult]:
+        """Items are {template, fields, channel?, title?, idempotency_key?}."""
+
+        def one(item: Mapping[str, Any]) -> Callable[[], Ticket]:
+            return partial(
+                self.create,
+                item["template"],
+                item.get("fields", {}),
+                actor,
+                channel=item.get("channel"),
+                title=item.get("title"),
+                idempotency_key=item.get("idempotency_key"),
+            )
+
+        return self._bulk(one(item) for item in items)
+
+    def bulk_assign(self, ticket_ids: Sequence[str], to: str, actor: Actor) -> list[BulkResult]:
+        return self._bulk(partial(self.assign, i, to, actor) for i in ticket_ids)
+
+    def bulk_transition(
+        self,
+        ticket_ids: Sequence[str],
+        name: str,
+        actor: Actor,
+        fields: Mapping[str, Any] | None = None,
+    ) -> list[BulkResult]:
+        return self._bulk(partial(self.transition, i, name, actor, fields) for i in ticket_ids)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _read(self, ticket_id: str, actor: Actor) -> tuple[Unit, Tracked]:
+        with self.store.read() as tx:
+            unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id)
+            t = unit.load(ticket_id)
+            commands.ensure_visible(unit, t, actor)
+            return unit, t
+
+    def get(self, ticket_id: str, actor: Actor) -> Ticket:
+        """The ticket with the fields the actor may read; NotFound if it may not see it."""
+        _, t = self._read(ticket_id, actor)
+        return self._view(t, actor)
+
+    def available_transitions(
+        self, ticket_id: str, actor: Actor, include_hidden: bool = False
+    ) -> list[Availability]:
+        """Transitions from the current state: allowed, or why not. Those whose guard is
+        false are hidden unless `include_hidden`."""
+        unit, t = self._read(ticket_id, actor)
+        env = build_env(t.row, t.tpl, actor, unit.now)
+        out = []
+        for tr in t.tpl.workflow.by_state.get(t.row.state, ()):
+            item = _availability(t, actor, tr, env)
+            if item is not None or include_hidden:
+                out.append(
+                    item
+                    or Availability(
+                        tr.name,
+                        tr.title,
+                        tr.to,
+                        False,
+                        f"condition `{tr.guard.text if tr.guard else ''}` is false",
+                    )
+                )
+        return out
+
+    def timeline(self, ticket_id: str, actor: Actor) -> list[TimelineEntry]:
+        """The ticket's history as the actor may see it: customers get public entries only."""
+        _, t = self._read(ticket_id, actor)
+        with self.store.read() as tx:
+            events = tx.events(actor.tenant, ticket_id)
+        staff = access.is_staff(t.bp, actor)
+        readable = access.readable(t.bp, actor, t.tpl, t.row.state)
+        return [mask_event(e, readable) for e in events if staff or e.visibility == "public"]
+
+    def query(
+        self,
+        actor: Actor,
+        *,
+        states: Sequence[str] = (),
+        templates: Sequence[str] = (),
+        assignee: str | None = None,
+        team: str | None = None,
+        requester: str | None = None,
+        text: str | None = None,
+        closed: bool | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Tickets the actor may see, filtered, oldest first, a page at a time."""
+        if not 1 <= limit <= 500:
+            raise InvalidCommand("limit must be between 1 and 500")
+        current = self.current(actor.tenant)
+        clauses = [c for bp in current for c in access.see_clauses(bp, actor)]
+        items: list[Ticket] = []
+        after = _decode_cursor(cursor)
+        while len(items) < limit and clauses:
+            q = TicketQuery(
+                see=tuple(dict.fromkeys(clauses)),
+                states=tuple(states),
+                templates=tuple(templates),
+                assignees=(assignee,) if assignee else (),
+                teams=(team,) if team else (),
+                requesters=(requester,) if requester else (),
+                text=text,
+                closed=closed,
+                after=after,
+                limit=limit,
+            )
+            with self.store.read() as tx:
+                rows = tx.query_tickets(actor.tenant, q)
+                unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id)
+                for row in rows:
+                    t = unit.add_loaded(row)
+                    env = build_env(row, t.tpl, actor, unit.now)
+                    if access.can_see(t.bp, actor, row, env) and len(items) < limit:
+                        items.append(self._view(t, actor))
+            if len(rows) < limit:
+                return Page(items, None)
+            after = (rows[-1].created_at, rows[-1].id)
+        last = items[-1] if items else None
+        return Page(items, _encode_cursor(last.created_at, last.id) if last else None)
+
+    # -- due work --------------------------------------------------------------------------------
+
+    def run_due(self, now: datetime | None = None, limit: int = 1000) -> int:
+        """Fire timers due at `now` (the clock's now by default); returns how many fired."""
+        at = now or self.clock.now()
+        fired = 0
+        while fired < limit:
+            with self.store.transaction() as tx:
+                due = tx.due_timers(at, 1)
+                if not due:
+                    return fired
+                timer = due[0]
+                unit = Unit(tx, timer.tenant_id, timer.due_at, self.blueprint, self.new_id)
+                self._fire(unit, timer.ticket_id, timer.kind, timer.payload)
+                rules.dispatch(unit)
+                unit.flush()
+                tx.mark_timer(timer, "fired", at)
+            self.last_notes = unit.notes
+            fired += 1
+        return fired
+
+    def _fire(self, unit: Unit, ticket_id: str | None, kind: str, payload: dict[str, Any]) -> None:
+        if ticket_id is None:
+            return
+        try:
+            t = unit.load(ticket_id)
+        except NotFound:
+            return
+        if kind == "event":
+            unit.signal(Signal(ticket_id, f"event:{payload['event']}", 0))
+        elif kind == "rule":
+            rule = _rule_named(t.bp, payload["rule"])
+            if rule is not None and _still_applies(t, payload):
+                rules.fire(unit, t, rule, 0)
+
+
+def _rule_named(bp: Blueprint, name: str) -> RuleBp | None:
+    for found in bp.rules.values():
+        for rule in found:
+            if rule.name == name:
+                return rule
+    return None
+
+
+def _still_applies(t: Tracked, payload: dict[str, Any]) -> bool:
+    """A delayed `entered:` rule is void once the ticket has left that state."""
+    event = str(payload.get("event", ""))
+    if event.startswith("entered:"):
+        return t.row.state == event[8:] and t.row.state_entered_at.isoformat() == payload.get(
+            "entered_at"
+        )
+    return True
+
+
+def _availability(t: Tracked, actor: Actor, tr: Any, env: Mapping[str, Any]) -> Availability | None:
+    if tr.guard is not None and not tr.guard.holds(env):
+        return None
+    refusal = access.transition_refusal(t.bp, actor, t.row, tr)
+    base = dict(name=tr.name, title=tr.title, to=tr.to, form=tr.form, comment=tr.comment)
+    if refusal is not None:
+        return Availability(allowed=False, reason=refusal.message, **base)
+    needed = commands.required_fields(t.tpl, tr.to, env, tr.requires)
+    missing = tuple(
+        n
+        for n in needed
+        if commands._missing(
+            t.row.fields.get(n) if n in t.tpl.field_names else getattr(t.row, n, None)
+        )
+        and n not in tr.form
+    )
+    if missing:
+        return Availability(
+            allowed=False, reason=f"first fill in: {', '.join(missing)}", missing=missing, **base
+        )
+    return Availability(allowed=True, **base)
+
+
+def _valid_pack(pack: str | Path | PackResult | Pack) -> Pack:
+    if isinstance(pack, Pack):
+        return pack
+    result = pack if isinstance(pack, PackResult) else load_pack_path(pack)
+    if not result.ok or result.pack is None:
+        errors = [d for d in result.diagnostics if d.is_error]
+        text = render_text(errors[:20], result.texts)
+        raise PublishRefused(f"the pack has {len(errors)} error(s):\n{text}")
+    return result.pack
+
+
+def _encode_cursor(created_at: datetime, ticket_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), ticket_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, ticket_id = json.loads(raw)
+        return datetime.fromisoformat(when), str(ticket_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCommand("invalid cursor: pass back the cursor of the previous page") from exc

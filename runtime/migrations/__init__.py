@@ -1,0 +1,1 @@
+"""Alembic migrations of the runtime's database schema (see `runtime.store.sql.migrate`)."""

@@ -1,0 +1,286 @@
+"""The rule engine: signals from commands fire rules whose actions may cause further
+signals, up to a bounded depth. Rules run in (priority desc, name) order, never in
+declaration order, so the outcome does not depend on how the pack is written down.
+
+A failing action does not undo the command that triggered it: the failure is written to
+the ticket's timeline (`rule.failed`) and the rule's remaining actions are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.blueprint import RuleBp
+from engine.fields import field_options
+from engine.model import (
+    AssignAction,
+    CommentAction,
+    CreateTicketAction,
+    NotifyAction,
+    RaisePriorityAction,
+    ScheduleAction,
+    SetAction,
+    TransitionAction,
+    WebhookAction,
+)
+from engine.values import parse_duration
+from runtime import commands
+from runtime.actors import Actor
+from runtime.records import InvalidFields, OutboxRow, TicketflowError, TimerRow
+from runtime.render import RenderError, render, render_value
+from runtime.tickets import build_env
+from runtime.unit import Signal, Tracked, Unit
+
+MAX_DEPTH = 8
+# Two rules undoing each other double the signals at every level: the depth bound alone
+# would still allow 2**8 firings, so one command's firings are capped as well.
+MAX_FIRINGS = 64
+
+
+def dispatch(unit: Unit) -> None:
+    """Run every pending signal's rules until none are left."""
+    while unit.signals:
+        sig = unit.signals.popleft()
+        t = unit.load(sig.ticket_id)
+        if sig.key == "transition-action":
+            _run_actions(
+                unit, t, [sig.data["action"]], f"transition:{sig.data['transition']}", sig.depth
+            )
+            continue
+        for rule in t.bp.rules_for(sig.key, t.row.template):
+            _consider(unit, t, rule, sig)
+
+
+def _consider(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
+    if rule.fields and not rule.fields & sig.changed:
+        return
+    if rule.after is not None:
+        _delay(unit, t, rule, sig)
+        return
+    fire(unit, t, rule, sig.depth)
+
+
+def fire(unit: Unit, t: Tracked, rule: RuleBp, depth: int) -> bool:
+    """Run a rule now if its condition holds; False when it did not run."""
+    if rule.condition is not None:
+        env = build_env(t.row, t.tpl, None, unit.now)
+        if not rule.condition.holds(env):
+            return False
+    if depth >= MAX_DEPTH:
+        unit.event(t, "rule.depth_limit", "system", {"rule": rule.name, "depth": depth})
+        unit.notes.append(f"rule {rule.name} not run: chain deeper than {MAX_DEPTH}")
+        return False
+    if unit.fired >= MAX_FIRINGS:
+        if unit.fired == MAX_FIRINGS:
+            unit.event(t, "rule.limit", "system", {"rule": rule.name, "fired": unit.fired})
+            unit.notes.append(f"rules stopped: more than {MAX_FIRINGS} fired in one command")
+            unit.fired += 1
+        return False
+    unit.fired += 1
+    unit.event(t, "rule", "system", {"rule": rule.name})
+    unit.notes.append(f"rule {rule.name} fired on {t.row.ref}")
+    _run_actions(unit, t, rule.actions, f"rule:{rule.name}", depth + 1)
+    return True
+
+
+def _delay(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
+    assert rule.after is not None
+    key = f"rule:{rule.name}"
+    payload = {
+        "rule": rule.name,
+        "event": sig.key,
+        "entered_at": t.row.state_entered_at.isoformat(),
+    }
+    due = unit.now + rule.after
+    unit.timers.append(TimerRow(unit.tenant, unit.new_id(), due, "rule", t.row.id, payload, key))
+    unit.event(t, "rule.delayed", "system", {"rule": rule.name, "due": due.isoformat()})
+
+
+def _run_actions(unit: Unit, t: Tracked, actions: Any, source: str, depth: int) -> None:
+    for action in actions:
+        try:
+            _run(unit, t, action, source, depth)
+        except (TicketflowError, RenderError) as exc:
+            _failed(unit, t, source, exc)
+            return
+
+
+def _failed(unit: Unit, t: Tracked, source: str, exc: TicketflowError | RenderError) -> None:
+    """Record why an automated action failed, with every field problem spelt out."""
+    if isinstance(exc, RenderError):
+        data: dict[str, Any] = {"source": source, "error": "render", "message": str(exc)}
+    else:
+        data = {"source": source, "error": exc.code, "message": exc.message}
+    if isinstance(exc, InvalidFields):
+        data["problems"] = [f"{p.field}: {p.message}" for p in exc.problems]
+        data["message"] = "; ".join(data["problems"])
+    unit.event(t, "rule.failed", "system", data)
+    unit.notes.append(f"{source} failed on {t.row.ref}: {data['message']}")
+
+
+def _run(unit: Unit, t: Tracked, action: Any, source: str, depth: int) -> None:
+    system = Actor.system(unit.tenant)
+    if isinstance(action, SetAction):
+        commands.update(unit, t, system, dict(action.set), depth)
+    elif isinstance(action, TransitionAction):
+        call = action.transition
+        name, as_ = (call, "system") if isinstance(call, str) else (call.name, call.as_)
+        _transition(unit, t, name, as_, depth)
+    elif isinstance(action, AssignAction):
+        _assign(unit, t, action, depth)
+    elif isinstance(action, NotifyAction | WebhookAction):
+        _outbox(unit, t, action, source)
+    elif isinstance(action, CommentAction):
+        _comment(unit, t, action, depth)
+    elif isinstance(action, CreateTicketAction):
+        _create_linked(unit, t, action, depth)
+    elif isinstance(action, ScheduleAction):
+        _schedule(unit, t, action)
+    elif isinstance(action, RaisePriorityAction):
+        _raise_priority(unit, t, action, depth)
+
+
+def _transition(unit: Unit, t: Tracked, name: str, as_: str, depth: int) -> None:
+    """`as: system` bypasses role checks; `as: <role>` takes the transition in that role,
+    so the transition's role rules still apply."""
+    actor = Actor.system(unit.tenant)
+    if as_ != "system":
+        actor = Actor(id=f"system:{as_}", roles=frozenset({as_}), tenant=unit.tenant)
+    commands.transition(unit, t, actor, name, depth=depth)
+
+
+def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
+    spec = action.assign
+    system = Actor.system(unit.tenant)
+    if spec.to is None:
+        # Strategies need the directory (routing); until one is plugged in the ticket
+        # waits unassigned and the timeline says so.
+        unit.event(t, "routing.pending", "system", {"strategy": spec.strategy, "team": spec.team})
+        if spec.team:
+            commands.assign(unit, t, system, f"team:{spec.team}", depth)
+        return
+    target = spec.to
+    if target == "assignee":
+        return
+    commands.assign(unit, t, system, target, depth)
+
+
+def _outbox(unit: Unit, t: Tracked, action: NotifyAction | WebhookAction, source: str) -> None:
+    kind = "notify" if isinstance(action, NotifyAction) else "webhook"
+    spec = action.notify if isinstance(action, NotifyAction) else action.webhook
+    payload = {
+        "source": source,
+        "ref": t.row.ref,
+        **spec.model_dump(by_alias=True, exclude_none=True),
+    }
+    unit.outbox.append(OutboxRow(unit.tenant, unit.new_id(), unit.now, kind, t.row.id, payload))
+    unit.event(t, f"{kind}.queued", "system", {"source": source, **_summary(payload)})
+
+
+def _summary(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: payload[k] for k in ("to", "via", "message", "url") if k in payload}
+
+
+def _comment(unit: Unit, t: Tracked, action: CommentAction, depth: int) -> None:
+    spec = action.comment
+    locale = t.bp.model.locales[0]
+    text = commands.localized(t.bp.messages.get(spec.message), locale, spec.message)
+    body = render(text, template_context(t))
+    commands.comment(unit, t, Actor.system(unit.tenant), body, spec.internal, depth=depth)
+
+
+def template_context(t: Tracked) -> dict[str, Any]:
+    """What message templates and templated values read: `ticket.<field or attribute>`."""
+    row = t.row
+    ticket: dict[str, Any] = dict.fromkeys(t.tpl.field_names)
+    ticket.update(row.fields)
+    for name in ("id", "ref", "title", "state", "template", "requester", "assignee", "team"):
+        ticket[name] = getattr(row, name)
+    ticket["channel"] = row.channel
+    return {"ticket": ticket}
+
+
+def _create_linked(unit: Unit, t: Tracked, action: CreateTicketAction, depth: int) -> None:
+    spec = action.create_ticket
+    tpl = t.bp.templates[spec.template]
+    context = template_context(t)
+    values = {k: _typed(tpl, k, render_value(v, context)) for k, v in spec.fields.items()}
+    child = commands.create(
+        unit,
+        t.bp,
+        tpl,
+        Actor.system(unit.tenant),
+        values,
+        title=t.row.title,
+        channel=None,
+        requester=_requester_of_linked(unit, t),
+        parent=t,
+        link=spec.link,
+        depth=depth,
+    )
+    unit.event(
+        t,
+        "linked",
+        "system",
+        {"ticket": child.row.id, "ref": child.row.ref, "link": spec.link},
+        "public",
+    )
+
+
+def _requester_of_linked(unit: Unit, t: Tracked) -> str | None:
+    """Whoever set the automation off asked for the linked ticket (an engineer's parts
+    request); when a timer did, the parent's requester."""
+    actor = unit.actor
+    if actor is not None and not actor.is_automation:
+        return actor.id
+    return t.row.requester
+
+
+def _typed(tpl: Any, name: str, value: Any) -> Any:
+    """Rendered text becomes a number where the field holds numbers."""
+    spec = tpl.fields.get(name)
+    if not isinstance(value, str) or spec is None:
+        return value
+    try:
+        if spec.type in ("integer", "rating"):
+            return int(value)
+        if spec.type in ("number", "money"):
+            return float(value)
+    except ValueError:
+        return value  # the field check then names the field and the bad value
+    if spec.type == "boolean" and value in ("True", "False", "true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _schedule(unit: Unit, t: Tracked, action: ScheduleAction) -> None:
+    spec = action.schedule
+    due = unit.now + parse_duration(spec.after)
+    unit.timers.append(
+        TimerRow(
+            unit.tenant,
+            unit.new_id(),
+            due,
+            "event",
+            t.row.id,
+            {"event": spec.event},
+            f"event:{spec.event}",
+        )
+    )
+    unit.event(t, "scheduled", "system", {"event": spec.event, "due": due.isoformat()})
+
+
+def _raise_priority(unit: Unit, t: Tracked, action: RaisePriorityAction, depth: int) -> None:
+    spec = action.raise_priority
+    options = field_options(t.tpl.fields.get(spec.field)) or []
+    current = t.row.fields.get(spec.field)
+    if spec.to is not None:
+        target = spec.to
+        if current in options and options.index(target) >= options.index(current):
+            return  # already at or above the target: raising never lowers
+    else:
+        # Options are declared most urgent first: one step up is the one before.
+        if current not in options or options.index(current) == 0:
+            return
+        target = options[options.index(current) - 1]
+    commands.update(unit, t, Actor.system(unit.tenant), {spec.field: target}, depth)

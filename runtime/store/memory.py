@@ -1,0 +1,452 @@
+"""An in-process store with the same semantics as the SQL stores, for tests and embedding.
+
+One re-entrant lock guards everything. A write transaction holds it from start to end and
+applies its writes directly, recording how to undo each one; when the block raises the undo
+log runs backwards, so a failed command leaves nothing behind. A read holds the lock too, so
+it never sees another thread's uncommitted writes.
+
+Rows go in and come out as copies, with JSON values passed through `json` like the SQL
+stores do, so a caller mutating a row it got back cannot change the store, and a value that
+would not survive a database does not survive here either.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from runtime.audit import GENESIS, chain
+from runtime.records import (
+    AuditDraft,
+    AuditRow,
+    Conflict,
+    EventRow,
+    OutboxRow,
+    PackVersionRow,
+    SeeClause,
+    TicketQuery,
+    TicketRow,
+    TimerRow,
+    TimerStatus,
+)
+
+_Row = TypeVar("_Row", TicketRow, EventRow, AuditRow, OutboxRow, TimerRow, PackVersionRow)
+_Keyed = TypeVar("_Keyed", OutboxRow, TimerRow)
+
+# The JSON-valued and datetime attributes of each row type: what a copy converts.
+_JSON_ATTRS: dict[type[Any], tuple[str, ...]] = {
+    TicketRow: ("fields", "watchers", "tags"),
+    EventRow: ("data",),
+    AuditRow: ("before", "after"),
+    OutboxRow: ("payload",),
+    TimerRow: ("payload",),
+    PackVersionRow: ("document",),
+}
+_TIME_ATTRS: dict[type[Any], tuple[str, ...]] = {
+    TicketRow: ("created_at", "updated_at", "state_entered_at"),
+    EventRow: ("at",),
+    AuditRow: ("at",),
+    OutboxRow: ("created_at", "next_attempt_at"),
+    TimerRow: ("due_at", "fired_at"),
+    PackVersionRow: ("published_at",),
+}
+
+_TIMER_STATUSES = frozenset({"waiting", "fired", "cancelled"})
+
+
+def _json_copy(value: Any) -> Any:
+    # A round trip through json copies deeply and converts exactly as a JSON column does.
+    if value is None:
+        return None
+    return json.loads(json.dumps(value))  # (no options: json reuses one encoder)
+
+
+def _utc(value: datetime) -> datetime:
+    # As the SQL stores: aware datetimes only, handed back in UTC.
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes")
+    return value.astimezone(UTC)
+
+
+def _deep(value: Any) -> Any:
+    # JSON values are dicts, lists and scalars: copying just those is several times
+    # cheaper than a json round trip, and the runtime only stores validated JSON values.
+    kind = type(value)
+    if kind is dict:
+        return {k: _deep(v) for k, v in value.items()}
+    if kind is list:
+        return [_deep(v) for v in value]
+    return value
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in _JSON_ATTRS
+}
+
+
+def _copy(row: _Row) -> _Row:
+    """A copy sharing nothing mutable with `row`, its datetimes in UTC."""
+    kind = type(row)
+    values = {name: getattr(row, name) for name in _FIELDS[kind]}
+    for name in _JSON_ATTRS[kind]:
+        values[name] = _deep(values[name])
+    for name in _TIME_ATTRS[kind]:
+        value = values[name]
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes")
+        if value is not None and value.tzinfo is not UTC:
+            values[name] = value.astimezone(UTC)
+    return kind(**values)
+
+
+class _State:
+    """Everything the store holds, keyed the way the SQL tables are."""
+
+    def __init__(self) -> None:
+        self.tickets: dict[str, dict[str, TicketRow]] = {}  # tenant → id → row
+        self.events: dict[tuple[str, str], dict[int, EventRow]] = {}  # … → seq → row
+        self.audit: dict[str, list[AuditRow]] = {}
+        self.heads: dict[str, tuple[int, str]] = {}
+        self.outbox: dict[tuple[str, str], OutboxRow] = {}
+        self.timers: dict[tuple[str, str], TimerRow] = {}
+        self.idempotency: dict[tuple[str, str], str] = {}
+        self.sequences: dict[tuple[str, str], int] = {}
+        self.packs: dict[tuple[str, str], dict[int, PackVersionRow]] = {}
+
+
+def _restore(mapping: dict[Any, Any], key: Any) -> Callable[[], None]:
+    """An undo step putting `mapping[key]` back as it is now (or removing it)."""
+    if key in mapping:
+        old = mapping[key]
+
+        def put_back() -> None:
+            mapping[key] = old
+
+        return put_back
+    return lambda: mapping.pop(key, None)
+
+
+def _truncate(items: list[Any], length: int) -> Callable[[], None]:
+    """An undo step cutting `items` back to `length`."""
+
+    def cut() -> None:
+        del items[length:]
+
+    return cut
+
+
+def _see_matches(clause: SeeClause, row: TicketRow) -> bool:
+    if clause.templates is not None and row.template not in clause.templates:
+        return False
+    if clause.kind == "all":
+        return True
+    value = {"requester": row.requester, "assignee": row.assignee, "team": row.team}[
+        clause.kind
+    ]
+    return value in clause.values
+
+
+def _matches(query: TicketQuery, row: TicketRow) -> bool:
+    checks = (
+        (query.states, row.state),
+        (query.templates, row.template),
+        (query.assignees, row.assignee),
+        (query.teams, row.team),
+        (query.requesters, row.requester),
+    )
+    if any(wanted and value not in wanted for wanted, value in checks):
+        return False
+    if query.closed is not None and row.closed != query.closed:
+        return False
+    if query.text is not None and query.text.lower() not in row.search_text:
+        return False
+    if query.after is not None and (row.created_at, row.id) <= query.after:
+        return False
+    return any(_see_matches(clause, row) for clause in query.see)
+
+
+class MemoryTx:
+    """One transaction on a `MemoryStore`; the store's lock is held while it lives."""
+
+    def __init__(self, state: _State, write: bool) -> None:
+        self._s = state
+        self._write = write
+        self.undo: list[Callable[[], None]] = []
+
+    def _writing(self) -> None:
+        if not self._write:
+            raise RuntimeError("write inside a read transaction")
+
+    # tickets
+
+    def get_ticket(self, tenant_id: str, ticket_id: str) -> TicketRow | None:
+        row = self._s.tickets.get(tenant_id, {}).get(ticket_id)
+        return None if row is None else _copy(row)
+
+    def insert_ticket(self, row: TicketRow) -> None:
+        self._writing()
+        tenant = self._s.tickets.setdefault(row.tenant_id, {})
+        if row.id in tenant:
+            raise Conflict(f"ticket {row.id} exists", ticket_id=row.id)
+        self.undo.append(_restore(tenant, row.id))
+        tenant[row.id] = _copy(row)
+
+    def update_ticket(self, row: TicketRow, expected_version: int) -> None:
+        self._writing()
+        tenant = self._s.tickets.get(row.tenant_id, {})
+        stored = tenant.get(row.id)
+        if stored is None or stored.version != expected_version:
+            raise Conflict(f"ticket {row.id} changed", ticket_id=row.id)
+        self.undo.append(_restore(tenant, row.id))
+        # created_at never changes, as in the SQL stores' UPDATE.
+        new = dataclasses.replace(
+            _copy(row), version=expected_version + 1, created_at=stored.created_at
+        )
+        tenant[row.id] = new
+        row.version = expected_version + 1
+
+    def query_tickets(self, tenant_id: str, query: TicketQuery) -> list[TicketRow]:
+        rows = [r for r in self._s.tickets.get(tenant_id, {}).values() if _matches(query, r)]
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        return [_copy(r) for r in rows[: query.limit]]
+
+    def count_open_by_state(self, tenant_id: str, pack: str) -> dict[tuple[int, str, str], int]:
+        counts: dict[tuple[int, str, str], int] = {}
+        for row in self._open(tenant_id, pack):
+            key = (row.pack_version, row.template, row.state)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def open_tickets_of_pack(self, tenant_id: str, pack: str) -> list[TicketRow]:
+        rows = sorted(self._open(tenant_id, pack), key=lambda r: (r.created_at, r.id))
+        return [_copy(r) for r in rows]
+
+    def _open(self, tenant_id: str, pack: str) -> Iterator[TicketRow]:
+        for row in self._s.tickets.get(tenant_id, {}).values():
+            if row.pack == pack and not row.closed:
+                yield row
+
+    # timeline
+
+    def add_events(self, events: Sequence[EventRow]) -> None:
+        self._writing()
+        for event in events:
+            timeline = self._s.events.setdefault((event.tenant_id, event.ticket_id), {})
+            if event.seq in timeline:
+                raise Conflict(f"event {event.seq} of {event.ticket_id} exists")
+            self.undo.append(_restore(timeline, event.seq))
+            timeline[event.seq] = _copy(event)
+
+    def events(self, tenant_id: str, ticket_id: str) -> list[EventRow]:
+        timeline = self._s.events.get((tenant_id, ticket_id), {})
+        return [_copy(timeline[seq]) for seq in sorted(timeline)]
+
+    # audit
+
+    def add_audit(self, tenant_id: str, drafts: Sequence[AuditDraft]) -> list[AuditRow]:
+        self._writing()
+        if not drafts:
+            return []
+        seq, prev = self._s.heads.get(tenant_id, (0, GENESIS))
+        rows = chain_drafts(tenant_id, seq, prev, drafts)
+        log = self._s.audit.setdefault(tenant_id, [])
+        self.undo.append(_restore(self._s.heads, tenant_id))
+        self.undo.append(_truncate(log, len(log)))
+        log.extend(_copy(r) for r in rows)
+        self._s.heads[tenant_id] = (rows[-1].seq, rows[-1].hash)
+        return rows
+
+    def audit(self, tenant_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]:
+        log = self._s.audit.get(tenant_id, [])
+        start = bisect.bisect_right(log, after_seq, key=lambda r: r.seq)
+        return [_copy(r) for r in log[start : start + limit]]
+
+    def audit_head(self, tenant_id: str) -> tuple[int, str]:
+        return self._s.heads.get(tenant_id, (0, GENESIS))
+
+    def audit_tenants(self) -> list[str]:
+        return sorted(t for t, log in self._s.audit.items() if log)
+
+    # outbox and timers
+
+    def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        self._put(self._s.outbox, rows, "outbox message")
+
+    def outbox(self, tenant_id: str, status: str | None = None) -> list[OutboxRow]:
+        rows = [
+            r
+            for r in self._s.outbox.values()
+            if r.tenant_id == tenant_id and (status is None or r.status == status)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        return [_copy(r) for r in rows]
+
+    def add_timers(self, rows: Sequence[TimerRow]) -> None:
+        self._put(self._s.timers, rows, "timer")
+
+    def _put(
+        self, table: dict[tuple[str, str], _Keyed], rows: Sequence[_Keyed], what: str
+    ) -> None:
+        self._writing()
+        for row in rows:
+            key = (row.tenant_id, row.id)
+            if key in table:
+                raise Conflict(f"{what} {row.id} exists")
+            self.undo.append(_restore(table, key))
+            table[key] = _copy(row)
+
+    def cancel_timers(self, tenant_id: str, ticket_id: str, key: str) -> int:
+        self._writing()
+        hits = [
+            r
+            for r in self._s.timers.values()
+            if r.tenant_id == tenant_id
+            and r.ticket_id == ticket_id
+            and r.key == key
+            and r.status == "waiting"
+        ]
+        for row in hits:
+            self._set_timer(row, "cancelled", None)
+        return len(hits)
+
+    def due_timers(self, now: datetime, limit: int) -> list[TimerRow]:
+        rows = [r for r in self._s.timers.values() if r.status == "waiting" and r.due_at <= now]
+        rows.sort(key=lambda r: (r.due_at, r.tenant_id, r.id))
+        return [_copy(r) for r in rows[:limit]]
+
+    def mark_timer(self, timer: TimerRow, status: str, at: datetime) -> None:
+        self._writing()
+        if status not in _TIMER_STATUSES:
+            raise ValueError(f"unknown timer status {status!r}")
+        stored = self._s.timers.get((timer.tenant_id, timer.id))
+        if stored is not None:
+            self._set_timer(stored, cast(TimerStatus, status), at)
+        timer.status = cast(TimerStatus, status)
+        timer.fired_at = at
+
+    def _set_timer(self, row: TimerRow, status: TimerStatus, at: datetime | None) -> None:
+        key = (row.tenant_id, row.id)
+        self.undo.append(_restore(self._s.timers, key))
+        self._s.timers[key] = dataclasses.replace(row, status=status, fired_at=at)
+
+    def timers(self, tenant_id: str, ticket_id: str | None = None) -> list[TimerRow]:
+        rows = [
+            r
+            for r in self._s.timers.values()
+            if r.tenant_id == tenant_id and (ticket_id is None or r.ticket_id == ticket_id)
+        ]
+        rows.sort(key=lambda r: (r.due_at, r.id))
+        return [_copy(r) for r in rows]
+
+    # idempotency and sequences
+
+    def claim_idempotency_key(self, tenant_id: str, key: str, ticket_id: str) -> str | None:
+        self._writing()
+        existing = self._s.idempotency.get((tenant_id, key))
+        if existing is not None:
+            return existing
+        self.undo.append(_restore(self._s.idempotency, (tenant_id, key)))
+        self._s.idempotency[(tenant_id, key)] = ticket_id
+        return None
+
+    def next_sequence(self, tenant_id: str, name: str) -> int:
+        self._writing()
+        key = (tenant_id, name)
+        self.undo.append(_restore(self._s.sequences, key))
+        value = self._s.sequences.get(key, 0) + 1
+        self._s.sequences[key] = value
+        return value
+
+    # pack versions
+
+    def add_pack_version(self, row: PackVersionRow) -> None:
+        self._writing()
+        versions = self._s.packs.setdefault((row.tenant_id, row.pack), {})
+        if row.version in versions:
+            raise Conflict(f"version {row.version} of pack {row.pack} exists", pack=row.pack)
+        self.undo.append(_restore(versions, row.version))
+        versions[row.version] = _copy(row)
+
+    def pack_version(self, tenant_id: str, pack: str, version: int) -> PackVersionRow | None:
+        row = self._s.packs.get((tenant_id, pack), {}).get(version)
+        return None if row is None else _copy(row)
+
+    def latest_pack_versions(self, tenant_id: str) -> list[PackVersionRow]:
+        latest = [
+            versions[max(versions)]
+            for (tenant, _), versions in sorted(self._s.packs.items())
+            if tenant == tenant_id and versions
+        ]
+        return [_copy(r) for r in latest]
+
+    def pack_heads(self, tenant_id: str) -> dict[str, int]:
+        return {
+            pack: max(versions)
+            for (tenant, pack), versions in sorted(self._s.packs.items())
+            if tenant == tenant_id and versions
+        }
+
+    def pack_versions(self, tenant_id: str, pack: str) -> list[PackVersionRow]:
+        versions = self._s.packs.get((tenant_id, pack), {})
+        return [_copy(versions[v]) for v in sorted(versions)]
+
+
+def chain_drafts(
+    tenant_id: str, seq: int, prev: str, drafts: Sequence[AuditDraft]
+) -> list[AuditRow]:
+    """Audit rows numbered after `seq`, each hash chained to the one before.
+
+    Values are normalised first (time in UTC, JSON through `json`) so that the hash of a
+    row read back from any store is the hash computed here.
+    """
+    rows: list[AuditRow] = []
+    for offset, draft in enumerate(drafts, 1):
+        row = AuditRow(
+            tenant_id=tenant_id,
+            seq=seq + offset,
+            at=_utc(draft.at),
+            actor=draft.actor,
+            action=draft.action,
+            subject=draft.subject,
+            before=_json_copy(draft.before),
+            after=_json_copy(draft.after),
+            prev_hash=prev,
+            hash="",
+        )
+        row.hash = prev = chain(row)
+        rows.append(row)
+    return rows
+
+
+class MemoryStore:
+    """A `Store` kept in this process's memory; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._state = _State()
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryTx]:
+        with self._lock:
+            tx = MemoryTx(self._state, write=True)
+            try:
+                yield tx
+            except BaseException:
+                for step in reversed(tx.undo):
+                    step()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[MemoryTx]:
+        with self._lock:
+            yield MemoryTx(self._state, write=False)
+
+    def close(self) -> None:
+        """Nothing to release."""
+

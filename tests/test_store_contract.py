@@ -1,0 +1,704 @@
+"""One contract for every store: memory, SQLite, and PostgreSQL when
+TICKETFLOW_TEST_DATABASE_URL names one (each test then gets a schema of its own)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from store_fixtures import (
+    PG_URL_VAR,
+    T0,
+    at,
+    draft,
+    event,
+    hammer,
+    open_test_store,
+    outbox_row,
+    pack_row,
+    store_url,
+    ticket,
+    timer,
+)
+
+from runtime.audit import GENESIS, chain
+from runtime.records import Conflict, SeeClause, TicketQuery, TicketRow
+from runtime.store import MemoryStore, open_store
+from runtime.store.base import Store, iter_audit
+from runtime.store.sql import SqlStore, metadata, upgrade
+
+NO_PG = f"{PG_URL_VAR} is not set: PostgreSQL contract tests skipped"
+PG = pytest.param("postgresql", marks=pytest.mark.skipif(not os.environ.get(PG_URL_VAR), reason=NO_PG))
+ALL = ["memory", "sqlite", PG]
+SQL = ["sqlite", PG]
+EVERYONE = (SeeClause("all"),)
+
+
+@pytest.fixture(params=ALL)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    with open_test_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=SQL)
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with store_url(request.param, tmp_path) as url:
+        yield url
+
+
+def insert(store: Store, *rows: TicketRow) -> None:
+    with store.transaction() as tx:
+        for row in rows:
+            tx.insert_ticket(row)
+
+
+def get(store: Store, tenant: str, ticket_id: str) -> TicketRow | None:
+    with store.read() as tx:
+        return tx.get_ticket(tenant, ticket_id)
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def test_ticket_round_trip_keeps_every_field(store: Store) -> None:
+    row = ticket(
+        assignee="role:engineer",
+        parent_id="t0",
+        link="child",
+        closed=True,
+        event_seq=3,
+        updated_at=T0 + timedelta(microseconds=1),
+        state_entered_at=T0.astimezone(timezone(timedelta(hours=8))),  # same instant
+    )
+    insert(store, row)
+    got = get(store, "acme", "t1")
+    assert got == row
+    assert got is not None
+    assert got.fields["note"] == "冷柜不制冷 ✓"
+    for moment in (got.created_at, got.updated_at, got.state_entered_at):
+        assert moment.utcoffset() == timedelta(0)
+    assert got.updated_at.microsecond == 123457
+
+
+def test_rows_are_copies(store: Store) -> None:
+    row = ticket()
+    insert(store, row)
+    row.fields["priority"] = "P3"  # the caller's row after insert
+    row.tags.append("x")
+    got = get(store, "acme", "t1")
+    assert got is not None and got.fields["priority"] == "P1" and got.tags == ["cold"]
+    got.fields["priority"] = "P2"
+    got.watchers.append("w2")
+    again = get(store, "acme", "t1")
+    assert again is not None and again.fields["priority"] == "P1" and again.watchers == ["w1"]
+
+
+def test_missing_ticket_is_none(store: Store) -> None:
+    assert get(store, "acme", "nope") is None
+
+
+def test_update_bumps_version(store: Store) -> None:
+    insert(store, ticket())
+    row = get(store, "acme", "t1")
+    assert row is not None
+    row.state = "assigned"
+    row.assignee = "eng1"
+    row.fields["priority"] = "P2"
+    row.updated_at = at(5)
+    with store.transaction() as tx:
+        tx.update_ticket(row, 1)
+    assert row.version == 2
+    stored = get(store, "acme", "t1")
+    assert stored == row
+    with store.transaction() as tx:
+        tx.update_ticket(row, 2)
+    stored = get(store, "acme", "t1")
+    assert stored is not None and stored.version == 3 and stored.created_at == T0
+
+
+def test_updates_inside_one_transaction(store: Store) -> None:
+    """Read and update twice in one transaction (SQL stores then write only what changed)."""
+    insert(store, ticket())
+    with store.transaction() as tx:
+        row = tx.get_ticket("acme", "t1")
+        assert row is not None
+        row.state, row.assignee, row.closed = "assigned", "eng1", True
+        row.fields["parts"].append({"no": "B-2", "qty": 1})
+        row.tags = []
+        tx.update_ticket(row, 1)
+        row.fields = {"priority": "P2"}
+        row.title = None
+        row.updated_at = at(9)
+        tx.update_ticket(row, row.version)
+        with pytest.raises(Conflict):
+            tx.update_ticket(row, 2)
+        assert tx.get_ticket("acme", "t1") == row
+    expected = ticket(
+        state="assigned", assignee="eng1", closed=True, tags=[], fields={"priority": "P2"},
+        title=None, updated_at=at(9), version=3,
+    )
+    assert get(store, "acme", "t1") == expected
+    with store.transaction() as tx:
+        same = tx.get_ticket("acme", "t1")
+        assert same is not None
+        tx.update_ticket(same, 3)  # nothing changed but the version
+    assert get(store, "acme", "t1") == dataclasses.replace(expected, version=4)
+
+
+def test_stale_update_conflicts_and_changes_nothing(store: Store) -> None:
+    insert(store, ticket())
+    first = get(store, "acme", "t1")
+    second = get(store, "acme", "t1")
+    assert first is not None and second is not None
+    first.state = "assigned"
+    with store.transaction() as tx:
+        tx.update_ticket(first, 1)
+    second.state = "closed"
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.update_ticket(second, 1)
+    assert second.version == 1
+    stored = get(store, "acme", "t1")
+    assert stored is not None and stored.state == "assigned" and stored.version == 2
+
+
+def test_update_of_missing_ticket_conflicts(store: Store) -> None:
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.update_ticket(ticket(id="ghost"), 1)
+
+
+def test_duplicate_ticket_conflicts(store: Store) -> None:
+    insert(store, ticket())
+    with pytest.raises(Conflict):
+        insert(store, ticket(title="again"))
+    stored = get(store, "acme", "t1")
+    assert stored is not None and stored.title == "Fridge broken"
+
+
+# -- transactions ---------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def write_everything(store: Store, tenant: str) -> None:
+    with store.transaction() as tx:
+        tx.insert_ticket(ticket(tenant, "t1"))
+        tx.add_events([event(tenant, "t1", 1), event(tenant, "t1", 2)])
+        tx.add_audit(tenant, [draft(1)])
+        tx.add_outbox([outbox_row(tenant, "o1", 1)])
+        tx.add_timers([timer(tenant, "m1", 1)])
+        tx.next_sequence(tenant, "repair")
+        tx.claim_idempotency_key(tenant, "alarm-1", "t1")
+        tx.add_pack_version(pack_row(tenant, "retail", 1))
+
+
+def test_rollback_leaves_nothing(store: Store) -> None:
+    write_everything(store, "other")  # a second tenant, to see rollback touches only ours
+    insert(store, ticket(id="t0"))
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.insert_ticket(ticket())
+        before = tx.get_ticket("acme", "t0")
+        assert before is not None
+        before.state = "assigned"
+        tx.update_ticket(before, 1)
+        tx.add_events([event("acme", "t1", 1)])
+        assert tx.add_audit("acme", [draft(1), draft(2)])[-1].seq == 2
+        tx.add_outbox([outbox_row("acme", "o1", 1)])
+        tx.add_timers([timer("acme", "m1", 1)])
+        tx.mark_timer(timer("other", "m1", 1), "fired", at(2))
+        assert tx.next_sequence("acme", "repair") == 1
+        assert tx.claim_idempotency_key("acme", "alarm-1", "t1") is None
+        tx.add_pack_version(pack_row("acme", "retail", 1))
+        raise Boom
+    with store.read() as tx:
+        assert tx.get_ticket("acme", "t1") is None
+        t0 = tx.get_ticket("acme", "t0")
+        assert t0 is not None and t0.version == 1 and t0.state == "new"
+        assert tx.events("acme", "t1") == []
+        assert tx.audit("acme") == []
+        assert tx.audit_head("acme") == (0, GENESIS)
+        assert tx.audit_tenants() == ["other"]
+        assert tx.outbox("acme") == []
+        assert tx.timers("acme") == []
+        assert tx.timers("other")[0].status == "waiting"
+        assert tx.latest_pack_versions("acme") == []
+    with store.transaction() as tx:
+        assert tx.next_sequence("acme", "repair") == 1
+        assert tx.claim_idempotency_key("acme", "alarm-1", "t9") is None
+
+
+def test_conflict_inside_a_command_rolls_back_its_writes(store: Store) -> None:
+    insert(store, ticket())
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 1)])
+        tx.add_audit("acme", [draft(1)])
+        tx.update_ticket(ticket(), 7)
+    with store.read() as tx:
+        assert tx.events("acme", "t1") == []
+        assert tx.audit_head("acme") == (0, GENESIS)
+
+
+def test_read_transaction_refuses_writes(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.read() as tx:
+        tx.insert_ticket(ticket())
+    assert get(store, "acme", "t1") is None
+
+
+# -- tenants --------------------------------------------------------------------------------
+
+
+def test_tenants_never_see_each_other(store: Store) -> None:
+    write_everything(store, "a")
+    with store.transaction() as tx:
+        tx.add_audit("a", [draft(2)])
+    with store.read() as tx:
+        assert tx.get_ticket("b", "t1") is None
+        assert tx.query_tickets("b", TicketQuery(see=EVERYONE)) == []
+        assert tx.events("b", "t1") == []
+        assert tx.audit("b") == []
+        assert tx.audit_head("b") == (0, GENESIS)
+        assert tx.outbox("b") == []
+        assert tx.timers("b") == []
+        assert tx.timers("b", "t1") == []
+        assert tx.count_open_by_state("b", "retail") == {}
+        assert tx.open_tickets_of_pack("b", "retail") == []
+        assert tx.latest_pack_versions("b") == []
+        assert tx.pack_versions("b", "retail") == []
+        assert tx.pack_version("b", "retail", 1) is None
+        assert [r.tenant_id for r in tx.query_tickets("a", TicketQuery(see=EVERYONE))] == ["a"]
+    with store.transaction() as tx:
+        assert tx.cancel_timers("b", "t1", "k") == 0
+        assert tx.claim_idempotency_key("b", "alarm-1", "bt") is None
+        assert tx.next_sequence("b", "repair") == 1
+        tx.add_pack_version(pack_row("b", "retail", 1))  # no clash with tenant a's
+        tx.insert_ticket(ticket("b", "t1"))
+        assert tx.add_audit("b", [draft(1)])[0].seq == 1
+    with store.read() as tx:
+        assert tx.timers("a")[0].status == "waiting"
+        assert tx.audit_head("a")[0] == 2
+
+
+# -- queries --------------------------------------------------------------------------------
+
+LISTING = [
+    ticket(id="a", state="new", template="repair", assignee="e1", team="hvac", requester="c1"),
+    ticket(id="b", state="assigned", template="repair", assignee="e2", team="hvac",
+           requester="c2", search_text="r-b pump leaking 100% wet_floor"),
+    ticket(id="c", state="closed", template="complaint", assignee=None, team="front",
+           requester="c1", closed=True, search_text="r-c 噪音 noisy room"),
+    ticket(id="d", state="new", template="complaint", assignee="e1", team=None,
+           requester=None, search_text="r-d pump 100x"),
+]
+
+
+@pytest.fixture
+def listed(store: Store) -> Store:
+    rows = [dataclasses.replace(r, created_at=at(i)) for i, r in enumerate(LISTING)]
+    insert(store, *rows, ticket("other", "z", state="new"))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, "abcd"),
+        ({"states": ("new",)}, "ad"),
+        ({"states": ("new", "closed")}, "acd"),
+        ({"templates": ("complaint",)}, "cd"),
+        ({"assignees": ("e1",)}, "ad"),
+        ({"teams": ("hvac", "front")}, "abc"),
+        ({"requesters": ("c1",)}, "ac"),
+        ({"text": "PUMP"}, "bd"),
+        ({"text": "噪音"}, "c"),
+        ({"text": "100%"}, "b"),  # % and _ are literal, not wildcards
+        ({"text": "wet_floor"}, "b"),
+        ({"text": "wet%floor"}, ""),
+        ({"closed": True}, "c"),
+        ({"closed": False}, "abd"),
+        ({"states": ("new",), "assignees": ("e1",), "templates": ("repair",)}, "a"),
+        ({"limit": 2}, "ab"),
+    ],
+)
+def test_query_filters(listed: Store, filters: dict[str, Any], expected: str) -> None:
+    with listed.read() as tx:
+        rows = tx.query_tickets("acme", TicketQuery(see=EVERYONE, **filters))
+    assert "".join(r.id for r in rows) == expected
+
+
+@pytest.mark.parametrize(
+    ("see", "expected"),
+    [
+        ((), ""),
+        ((SeeClause("all"),), "abcd"),
+        ((SeeClause("all", templates=("repair",)),), "ab"),
+        ((SeeClause("all", templates=()),), ""),
+        ((SeeClause("requester", ("c1",)),), "ac"),
+        ((SeeClause("requester", ()),), ""),
+        ((SeeClause("assignee", ("e1", "e2")),), "abd"),
+        ((SeeClause("team", ("hvac",)),), "ab"),
+        ((SeeClause("requester", ("c1",), templates=("complaint",)),), "c"),
+        ((SeeClause("requester", ("c2",)), SeeClause("team", ("front",))), "bc"),
+        ((SeeClause("assignee", ("e1",), templates=("repair",)), SeeClause("requester", ("c2",))),
+         "ab"),
+        ((SeeClause("team", ("nobody",)), SeeClause("all", templates=("complaint",))), "cd"),
+    ],
+)
+def test_query_see_clauses(listed: Store, see: tuple[SeeClause, ...], expected: str) -> None:
+    with listed.read() as tx:
+        rows = tx.query_tickets("acme", TicketQuery(see=see))
+    assert "".join(r.id for r in rows) == expected
+
+
+def test_see_clauses_combine_with_filters(listed: Store) -> None:
+    query = TicketQuery(see=(SeeClause("requester", ("c1",)),), states=("new", "assigned"))
+    with listed.read() as tx:
+        assert [r.id for r in tx.query_tickets("acme", query)] == ["a"]
+
+
+def test_cursor_pagination_with_equal_created_at(store: Store) -> None:
+    rows = [ticket(id=f"t{i:02d}", created_at=at(i % 4)) for i in range(23)]
+    insert(store, *reversed(rows))
+    expected = sorted(rows, key=lambda r: (r.created_at, r.id))
+    seen: list[TicketRow] = []
+    after = None
+    while True:
+        with store.read() as tx:
+            page = tx.query_tickets("acme", TicketQuery(see=EVERYONE, after=after, limit=5))
+        seen.extend(page)
+        if len(page) < 5:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    assert [r.id for r in seen] == [r.id for r in expected]
+
+
+def test_open_tickets_of_pack(store: Store) -> None:
+    insert(
+        store,
+        ticket(id="a", state="new"),
+        ticket(id="b", state="new", created_at=at(1)),
+        ticket(id="c", state="assigned", pack_version=2, created_at=at(2)),
+        ticket(id="d", state="closed", closed=True),
+        ticket(id="e", pack="other"),
+    )
+    with store.read() as tx:
+        counts = tx.count_open_by_state("acme", "retail")
+        opened = tx.open_tickets_of_pack("acme", "retail")
+    assert counts == {(1, "repair", "new"): 2, (2, "repair", "assigned"): 1}
+    assert [r.id for r in opened] == ["a", "b", "c"]
+
+
+# -- timeline and audit ---------------------------------------------------------------------
+
+
+def test_events_in_seq_order(store: Store) -> None:
+    insert(store, ticket())
+    with store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 2, visibility="internal"), event("acme", "t1", 1)])
+    with store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 3, data={})])
+    with store.read() as tx:
+        got = tx.events("acme", "t1")
+    assert [e.seq for e in got] == [1, 2, 3]
+    assert got[0] == event("acme", "t1", 1)
+    assert got[1].visibility == "internal" and got[2].data == {}
+
+
+def test_duplicate_event_conflicts(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 1)])
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 1)])
+
+
+def test_audit_numbering_and_chain(store: Store) -> None:
+    with store.transaction() as tx:
+        first = tx.add_audit("acme", [draft(1), draft(2, before=None), draft(3)])
+        assert tx.add_audit("acme", []) == []
+    shanghai = timezone(timedelta(hours=8))
+    with store.transaction() as tx:
+        second = tx.add_audit("acme", [draft(4, at=at(4).astimezone(shanghai)), draft(5)])
+    with store.transaction() as tx:
+        tx.add_audit("beta", [draft(1)])
+    assert [r.seq for r in first + second] == [1, 2, 3, 4, 5]
+    with store.read() as tx:
+        rows = tx.audit("acme")
+        head = tx.audit_head("acme")
+        assert [r.seq for r in tx.audit("acme", after_seq=2, limit=2)] == [3, 4]
+        assert tx.audit_tenants() == ["acme", "beta"]
+    assert rows == first + second
+    prev = GENESIS
+    for row in rows:
+        assert row.prev_hash == prev
+        assert row.hash == chain(row)
+        prev = row.hash
+    assert head == (5, rows[-1].hash)
+    assert rows[1].before is None and rows[0].after == draft(1).after
+    assert list(iter_audit(store, "acme", page=2)) == rows
+
+
+def test_concurrent_audit_writers_serialise(store: Store) -> None:
+    """Threads appending to one tenant's audit log never share a seq or break the chain."""
+
+    def work() -> None:
+        for n in range(10):
+            with store.transaction() as tx:
+                tx.add_audit("acme", [draft(n), draft(n)])
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = list(iter_audit(store, "acme"))
+    assert [r.seq for r in rows] == list(range(1, 61))
+    assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(rows))
+
+
+# -- idempotency, sequences, packs ----------------------------------------------------------
+
+
+def test_idempotency_key_returns_first_ticket(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.claim_idempotency_key("acme", "alarm-1", "t1") is None
+    with store.transaction() as tx:
+        assert tx.claim_idempotency_key("acme", "alarm-1", "t2") == "t1"
+        assert tx.claim_idempotency_key("acme", "alarm-2", "t2") is None
+    with store.transaction() as tx:
+        assert tx.claim_idempotency_key("acme", "alarm-2", "t3") == "t2"
+
+
+def test_sequences_count_per_name(store: Store) -> None:
+    with store.transaction() as tx:
+        assert [tx.next_sequence("acme", "repair") for _ in range(3)] == [1, 2, 3]
+        assert tx.next_sequence("acme", "complaint") == 1
+    with store.transaction() as tx:
+        assert tx.next_sequence("acme", "repair") == 4
+        assert tx.next_sequence("beta", "repair") == 1
+
+
+def test_pack_versions(store: Store) -> None:
+    with store.transaction() as tx:
+        for pack, version in (("retail", 1), ("retail", 2), ("hotel", 1), ("retail", 3)):
+            tx.add_pack_version(pack_row("acme", pack, version))
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.add_pack_version(pack_row("acme", "retail", 2))
+    with store.read() as tx:
+        latest = tx.latest_pack_versions("acme")
+        assert [(r.pack, r.version) for r in latest] == [("hotel", 1), ("retail", 3)]
+        assert tx.pack_heads("acme") == {"hotel": 1, "retail": 3}
+        assert tx.pack_heads("nobody") == {}
+        assert [r.version for r in tx.pack_versions("acme", "retail")] == [1, 2, 3]
+        assert tx.pack_version("acme", "retail", 2) == pack_row("acme", "retail", 2)
+        assert tx.pack_version("acme", "retail", 9) is None
+
+
+# -- timers and outbox ----------------------------------------------------------------------
+
+
+def test_timers(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_timers(
+            [
+                timer("acme", "late", 30),
+                timer("acme", "first", 1, key="sla"),
+                timer("beta", "other", 2),
+                timer("acme", "tie-b", 5),
+                timer("acme", "tie-a", 5, ticket_id=None, key=""),
+                timer("acme", "gone", 3, key="sla"),
+                timer("acme", "elsewhere", 4, ticket_id="t2", key="sla"),
+            ]
+        )
+    now = at(10)
+    with store.read() as tx:
+        due = tx.due_timers(now, 10)
+        assert [t.id for t in due] == ["first", "other", "gone", "elsewhere", "tie-a", "tie-b"]
+        assert [t.id for t in tx.due_timers(now, 2)] == ["first", "other"]
+        assert due[4].ticket_id is None
+    with store.transaction() as tx:
+        assert tx.cancel_timers("acme", "t1", "sla") == 2
+        assert tx.cancel_timers("acme", "t1", "sla") == 0
+        fired = tx.due_timers(now, 10)[0]
+        assert fired.id == "other"
+        tx.mark_timer(fired, "fired", at(11))
+        assert fired.status == "fired" and fired.fired_at == at(11)
+    with store.read() as tx:
+        assert [t.id for t in tx.due_timers(now, 10)] == ["elsewhere", "tie-a", "tie-b"]
+        assert [t.id for t in tx.due_timers(at(60), 10)][-1] == "late"
+        assert [t.id for t in tx.due_timers(at(0), 10)] == []
+        mine = tx.timers("acme")
+        assert [t.id for t in mine] == ["first", "gone", "elsewhere", "tie-a", "tie-b", "late"]
+        assert {t.id: t.status for t in mine if t.status != "waiting"} == {
+            "first": "cancelled",
+            "gone": "cancelled",
+        }
+        assert [t.id for t in tx.timers("acme", "t2")] == ["elsewhere"]
+        other = tx.timers("beta")[0]
+        assert other.status == "fired" and other.fired_at == at(11)
+
+
+def test_outbox_order_and_status(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox(
+            [
+                outbox_row("acme", "o2", 2),
+                outbox_row("acme", "o1", 1, status="sent", attempts=1),
+                outbox_row("acme", "o3", 3, ticket_id=None, next_attempt_at=at(9)),
+                outbox_row("beta", "o0", 0),
+            ]
+        )
+    with store.read() as tx:
+        rows = tx.outbox("acme")
+        assert [r.id for r in rows] == ["o1", "o2", "o3"]
+        assert rows[2] == outbox_row("acme", "o3", 3, ticket_id=None, next_attempt_at=at(9))
+        assert [r.id for r in tx.outbox("acme", "pending")] == ["o2", "o3"]
+        assert [r.id for r in tx.outbox("acme", "sent")] == ["o1"]
+        assert tx.outbox("acme", "dead") == []
+
+
+# -- SQL stores only ------------------------------------------------------------------------
+
+
+def test_open_store_picks_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_store(None), MemoryStore)
+    assert isinstance(open_store("memory"), MemoryStore)
+    store = open_store("sqlite://")
+    try:
+        assert isinstance(store, SqlStore)
+        insert(store, ticket())
+        assert get(store, "acme", "t1") == ticket()
+    finally:
+        store.close()
+
+
+def test_migrations_match_the_tables(sql_url: str) -> None:
+    assert upgrade(sql_url) == "0001"
+    assert upgrade(sql_url) == "0001"  # idempotent
+    store = SqlStore(sql_url, create=False)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        store.close()
+
+
+def test_two_processes_never_lose_an_update(sql_url: str) -> None:
+    store = SqlStore(sql_url)
+    try:
+        insert(store, ticket(fields={"count": 0}))
+        spawn = multiprocessing.get_context("spawn")
+        start = spawn.Barrier(2)
+        results = spawn.Queue()
+        workers = [
+            spawn.Process(target=hammer, args=(sql_url, "t1", 200, start, results))
+            for _ in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert [o[2] for o in outcomes] == [[], []]  # every failure was a Conflict
+        ok = sum(o[0] for o in outcomes)
+        assert ok + sum(o[1] for o in outcomes) == 400
+        final = get(store, "acme", "t1")
+        assert final is not None
+        assert final.version == 1 + ok
+        assert final.fields["count"] == ok
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def pg_store(tmp_path: Path) -> Iterator[Store]:
+    if not os.environ.get(PG_URL_VAR):
+        pytest.skip(NO_PG)
+    with open_test_store("postgresql", tmp_path) as opened:
+        yield opened
+
+
+def test_postgres_concurrent_idempotency_claim_waits_for_the_winner(pg_store: Store) -> None:
+    claimed = threading.Event()
+    answer: list[str | None] = []
+
+    def second() -> None:
+        with pg_store.transaction() as tx:
+            claimed.wait()
+            answer.append(tx.claim_idempotency_key("acme", "alarm-1", "t2"))
+
+    with pg_store.transaction() as tx:
+        assert tx.claim_idempotency_key("acme", "alarm-1", "t1") is None
+        thread = threading.Thread(target=second)
+        thread.start()
+        claimed.set()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # blocked on our uncommitted key
+    thread.join(timeout=10)
+    assert answer == ["t1"]
+
+
+def test_postgres_due_timers_skip_locked_rows(pg_store: Store) -> None:
+    with pg_store.transaction() as tx:
+        tx.add_timers([timer("acme", f"m{i}", i) for i in range(4)])
+    taken: list[list[str]] = []
+    first_holds = threading.Event()
+    second_done = threading.Event()
+
+    def worker() -> None:
+        first_holds.wait()
+        with pg_store.transaction() as tx:
+            taken.append([t.id for t in tx.due_timers(at(10), 2)])
+        second_done.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with pg_store.transaction() as tx:
+        taken.append([t.id for t in tx.due_timers(at(10), 2)])
+        first_holds.set()
+        assert second_done.wait(10)
+    thread.join()
+    assert taken == [["m0", "m1"], ["m2", "m3"]]
+
+
+def test_postgres_stores_aware_utc(pg_store: Store) -> None:
+    insert(pg_store, ticket(created_at=T0.astimezone(timezone(timedelta(hours=-5)))))
+    got = get(pg_store, "acme", "t1")
+    assert got is not None and got.created_at == T0 and got.created_at.tzinfo == UTC
+
+
+def test_sqlite_connections_are_set_up(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with store.engine.connect() as conn:
+            pragmas = [
+                conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            ]
+        assert pragmas == ["wal", 1, 1, 10000]  # synchronous 1 is NORMAL
+    finally:
+        store.close()
+
+
+def test_sqlite_reads_do_not_block_a_writer(tmp_path: Path) -> None:
+    """A read transaction (plain BEGIN) holds no write lock; writes take it up front."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        insert(store, ticket())
+        with store.read() as reading:
+            assert reading.get_ticket("acme", "t1") is not None
+            insert(store, ticket(id="t2"))  # would wait 10 s on a held lock
+            assert reading.get_ticket("acme", "t2") is None  # the read's snapshot
+        assert get(store, "acme", "t2") is not None
+    finally:
+        store.close()
