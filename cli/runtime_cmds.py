@@ -40,11 +40,16 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check every tenant's hash chain: exit 0 when intact, 1 when a row was changed,
-    inserted or deleted."""
+    inserted or deleted, 2 when there is no ticketflow database at the URL."""
     from runtime.audit import verify
     from runtime.store.sql import SqlStore
 
-    store = SqlStore(database_url(database), create=False)
+    url = database_url(database)
+    missing = _missing_schema(url)
+    if missing:
+        typer.echo(f"error: {missing}; run `ticketflow db upgrade --database {url}`", err=True)
+        raise typer.Exit(2)
+    store = SqlStore(url, create=False)
     try:
         with store.read() as tx:
             tenants = tenant or tx.audit_tenants()
@@ -60,3 +65,26 @@ def audit_verify(
     finally:
         store.close()
     raise typer.Exit(1 if broken else 0)
+
+
+def _missing_schema(url: str) -> str | None:
+    """Why there is no audit log at `url`, or None. Never creates a database file."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    in_file = parsed.database not in (None, "", ":memory:")
+    on_disk = parsed.get_backend_name() == "sqlite" and in_file
+    if on_disk and not os.path.exists(str(parsed.database)):
+        return f"no database file {parsed.database}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+    except sa.exc.SQLAlchemyError as exc:
+        reason = exc.args[0] if exc.args else exc
+        return f"cannot open the database: {exc.__class__.__name__}: {reason}"
+    finally:
+        engine.dispose()
+    if not {"audit", "audit_heads"} <= tables:
+        return "the database has no ticketflow schema"
+    return None

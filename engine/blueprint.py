@@ -375,6 +375,9 @@ class Blueprint:
     scheduled: tuple[RuleBp, ...]
     messages: Mapping[str, LocalizedText]
     teams: frozenset[str] = field(default_factory=frozenset)
+    # Derived answers (e.g. the fields a set of roles may write in a state), computed on
+    # first use: the blueprint never changes, so neither do they.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def rules_for(self, event: str, template: str) -> tuple[RuleBp, ...]:
         return self.rules.get((event, template), ())

@@ -17,7 +17,12 @@ ASSIGNMENT = frozenset({"assignee", "team"})
 
 def grants_for(bp: Blueprint, actor: Actor, template: str) -> list[Grant]:
     """The actor's permission entries that cover `template`."""
-    return [g for role in actor.roles for g in bp.grants.get(role, ()) if g.covers(template)]
+    key = ("grants", actor.roles, template)
+    found: list[Grant] | None = bp.memo.get(key)
+    if found is None:
+        found = [g for role in actor.roles for g in bp.grants.get(role, ()) if g.covers(template)]
+        bp.memo[key] = found
+    return found
 
 
 def is_assignee(row: TicketRow, actor: Actor) -> bool:
@@ -85,6 +90,14 @@ def readable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozen
     """Fields of the template the actor may read in `state` (hidden ones removed)."""
     if actor.is_system:
         return tpl.field_names
+    key = ("read", actor.roles, tpl.name, state)
+    found: frozenset[str] | None = bp.memo.get(key)
+    if found is None:
+        found = bp.memo[key] = _readable(bp, actor, tpl, state)
+    return found
+
+
+def _readable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
     universe = tpl.field_names
     out: set[str] = set()
     for grant in grants_for(bp, actor, tpl.name):
@@ -95,9 +108,17 @@ def readable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozen
 
 def writable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
     """Fields (and `assignee`/`team`) the actor may change in `state`."""
-    universe = tpl.field_names | ASSIGNMENT
     if actor.is_system:
-        return universe
+        return tpl.field_names | ASSIGNMENT
+    key = ("write", actor.roles, tpl.name, state)
+    found: frozenset[str] | None = bp.memo.get(key)
+    if found is None:
+        found = bp.memo[key] = _writable(bp, actor, tpl, state)
+    return found
+
+
+def _writable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
+    universe = tpl.field_names | ASSIGNMENT
     out: set[str] = set()
     for grant in grants_for(bp, actor, tpl.name):
         _, write = _state_sets(grant, state)

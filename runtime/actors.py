@@ -23,6 +23,10 @@ class Actor:
     teams: frozenset[str] = frozenset()
     skills: frozenset[str] = frozenset()
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    # Set only by the runtime's own automations (rules, timers): never derived from an id, so
+    # a user who happens to be called "system" gains nothing.
+    automated: bool = False
+    _env: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, id: str, roles: Iterable[str], tenant: str = "default", **kw: Any) -> Actor:
@@ -35,23 +39,34 @@ class Actor:
     @classmethod
     def system(cls, tenant: str = "default") -> Actor:
         """Automations: rules, timers, migrations. Bypasses role checks, not field rules."""
-        return cls(id=SYSTEM_ID, roles=frozenset(), tenant=tenant)
+        return cls(id=SYSTEM_ID, roles=frozenset(), tenant=tenant, automated=True)
+
+    @classmethod
+    def automation_as(cls, role: str, tenant: str) -> Actor:
+        """A rule taking a transition in a role: the role's transition rules apply."""
+        return cls(id=f"{SYSTEM_ID}:{role}", roles=frozenset({role}), tenant=tenant, automated=True)
 
     @property
     def is_system(self) -> bool:
-        return self.id == SYSTEM_ID and not self.roles
+        return self.automated and not self.roles
 
     @property
     def is_automation(self) -> bool:
         """Rules and timers, also when acting in a role (`system:<role>`)."""
-        return self.id == SYSTEM_ID or self.id.startswith(SYSTEM_ID + ":")
+        return self.automated
 
     @property
     def team(self) -> str | None:
         return min(self.teams) if self.teams else None
 
     def env(self) -> dict[str, Any]:
-        """What expressions read as `actor.<name>`."""
+        """What expressions read as `actor.<name>` (built once per actor; do not change it)."""
+        if self._env is None:
+            object.__setattr__(self, "_env", self._build_env())
+        assert self._env is not None
+        return self._env
+
+    def _build_env(self) -> dict[str, Any]:
         env: dict[str, Any] = {
             "actor.id": self.id,
             "actor.name": self.name,

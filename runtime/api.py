@@ -350,6 +350,26 @@ class Runtime:
         _, t = self._read(ticket_id, actor)
         return self._view(t, actor)
 
+    def form_schema(
+        self, template: str, actor: Actor, state: str | None = None
+    ) -> dict[str, Any]:
+        """The JSON Schema of a template's form for this actor in `state` (the initial
+        state when omitted): fields it may not write are read-only, fields it may not read
+        are left out, labels are in the actor's locale."""
+        bp, tpl = commands.resolve_template(self.current(actor.tenant), template)
+        at = state or tpl.workflow.initial
+        if at not in tpl.workflow.states:
+            raise InvalidCommand(f"workflow '{tpl.workflow.name}' has no state '{at}'")
+        schema = tpl.form.json_schema(
+            state=at,
+            writable=access.writable(bp, actor, tpl, at) & tpl.field_names,
+            locale=actor.locale or bp.model.locales[0],
+        )
+        readable = access.readable(bp, actor, tpl, at)
+        props = {k: v for k, v in schema.get("properties", {}).items() if k in readable}
+        required = [k for k in schema.get("required", []) if k in props]
+        return {**schema, "properties": props, "required": required}
+
     def available_transitions(
         self, ticket_id: str, actor: Actor, include_hidden: bool = False
     ) -> list[Availability]:
@@ -421,8 +441,7 @@ class Runtime:
                 unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id)
                 for row in rows:
                     t = unit.add_loaded(row)
-                    env = build_env(row, t.tpl, actor, unit.now)
-                    if access.can_see(t.bp, actor, row, env) and len(items) < limit:
+                    if len(items) < limit and _shown(t, actor, unit.now, text):
                         items.append(self._view(t, actor))
             if len(rows) < limit:
                 return Page(items, None)
@@ -464,6 +483,18 @@ class Runtime:
             rule = _rule_named(t.bp, payload["rule"])
             if rule is not None and _still_applies(t, payload):
                 rules.fire(unit, t, rule, 0)
+
+
+def _shown(t: Tracked, actor: Actor, now: datetime, text: str | None) -> bool:
+    """A row the store matched is shown if the actor may see it and, for a text search,
+    the text is in what the actor may read (never only in a hidden field)."""
+    env = build_env(t.row, t.tpl, actor, now)
+    if not access.can_see(t.bp, actor, t.row, env):
+        return False
+    if not text:
+        return True
+    readable = access.readable(t.bp, actor, t.tpl, t.row.state)
+    return text.lower() in commands.search_text(t.row, t.tpl, readable)
 
 
 def _rule_named(bp: Blueprint, name: str) -> RuleBp | None:

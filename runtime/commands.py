@@ -67,12 +67,28 @@ def check_values(
     """Validate the whole field set; builtin attributes in `required` are checked on `row`."""
     fields = [f for f in required if f in tpl.field_names]
     problems = list(tpl.form.validate(values, required=fields))
+    problems += [
+        FieldProblem(name, "invalid-character", "text may not contain the NUL character")
+        for name, value in values.items()
+        if _has_nul(value)
+    ]
     for name in required:
         if name not in tpl.field_names and row is not None and _missing(getattr(row, name, None)):
             problems.append(FieldProblem(name, "required", f"'{name}' must be set"))
     if problems:
         names = ", ".join(dict.fromkeys(p.field for p in problems))
         raise InvalidFields(f"invalid values: {names}", sorted(problems, key=lambda p: p.field))
+
+
+def _has_nul(value: Any) -> bool:
+    # PostgreSQL cannot store U+0000 in text or JSON; refuse it the same way everywhere.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_writable(
@@ -145,9 +161,12 @@ def format_ref(pattern: str, seq: int, now: datetime, tz: str) -> str:
     return REF_PART.sub(part, pattern)
 
 
-def search_text(row: TicketRow, tpl: TemplateBp) -> str:
+def search_text(row: TicketRow, tpl: TemplateBp, only: frozenset[str] | None = None) -> str:
+    """The ticket's searchable text: reference, title, text values (of `only` fields)."""
     parts = [row.ref, row.title or ""]
     for name, value in row.fields.items():
+        if only is not None and name not in only:
+            continue
         spec = tpl.fields.get(name)
         if spec is not None and spec.type in TEXT_TYPES and isinstance(value, str):
             parts.append(value)
@@ -213,8 +232,12 @@ def _check_create_fields(
     unknown = [n for n in given if n not in tpl.field_names]
     if unknown:
         raise _unknown_fields(tpl, unknown)
-    # The intake form is what the role may write in the initial state; defaults fill the rest.
-    allowed = access.writable(bp, actor, tpl, state)
+    # The intake form: what the role may write in the initial state, plus the fields a new
+    # ticket must have (whoever may open one must be able to fill them); defaults fill the rest.
+    required = {*tpl.required, *tpl.required_in.get(state, ())}
+    allowed = access.writable(bp, actor, tpl, state) | (
+        required & access.readable(bp, actor, tpl, state)
+    )
     computed = {n for n, _ in tpl.computed}
     denied = sorted(n for n in given if n not in allowed or n in computed)
     if denied:
@@ -268,6 +291,8 @@ def changes_of(t: Tracked, values: Mapping[str, Any]) -> dict[str, dict[str, Any
 
 
 def apply_changes(t: Tracked, changes: Mapping[str, Mapping[str, Any]], now: datetime) -> None:
+    if not changes:
+        return
     for name, change in changes.items():
         if name in access.ASSIGNMENT:
             setattr(t.row, name, change["after"])
@@ -333,13 +358,14 @@ def _diff(
 def ensure_visible(unit: Unit, t: Tracked, actor: Actor) -> None:
     """NotFound unless the actor may see the ticket: another tenant's or a hidden ticket
     looks exactly like one that does not exist."""
-    if actor.is_automation:
+    if actor.is_automation or t.seen_by == actor.id:
         return
     env = None
     if access.needs_env_to_see(t.bp, actor, t.row.template):
         env = build_env(t.row, t.tpl, actor, unit.now)
     if not access.can_see(t.bp, actor, t.row, env):
         raise NotFound(f"no ticket '{t.row.id}'", ticket_id=t.row.id)
+    t.seen_by = actor.id
 
 
 # -- transition -----------------------------------------------------------------------------
@@ -398,7 +424,7 @@ def transition(
     apply_changes(t, changes, unit.now)
     t.row.state = tr.to
     try:
-        _check_arrival(unit, t, actor, tr)
+        _check_arrival(unit, t, actor, tr, bool(changes))
     except Exception:
         _restore(t, before)
         raise
@@ -416,9 +442,16 @@ def _check_comment(tr: TransitionBp, comment: str | None) -> None:
         raise InvalidCommand(f"'{tr.name}' takes no comment")
 
 
-def _check_arrival(unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp) -> None:
+def _check_arrival(
+    unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp, changed: bool
+) -> None:
     env = build_env(t.row, t.tpl, actor, unit.now)
-    check_values(t.tpl, t.row.fields, required_fields(t.tpl, tr.to, env, tr.requires), t.row)
+    required = required_fields(t.tpl, tr.to, env, tr.requires)
+    if changed:
+        check_values(t.tpl, t.row.fields, required, t.row)
+    else:
+        # Nothing changed: the stored values were valid, only requiredness can fail here.
+        _check_required(t, required)
     failed = [c for c in tr.checks if not c.condition.holds(env)]
     if failed:
         first = t.bp.model.locales[0]
@@ -427,6 +460,17 @@ def _check_arrival(unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp) -> No
             f"'{tr.name}' refused: " + "; ".join(messages),
             [FieldProblem("", "check", m) for m in messages],
         )
+
+
+def _check_required(t: Tracked, required: Iterable[str]) -> None:
+    fields = t.row.fields
+    missing = [
+        name
+        for name in required
+        if _missing(fields.get(name) if name in t.tpl.field_names else getattr(t.row, name, None))
+    ]
+    if missing:
+        check_values(t.tpl, fields, missing, t.row)  # the form words the problems
 
 
 def _record_transition(

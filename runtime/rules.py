@@ -145,7 +145,7 @@ def _transition(unit: Unit, t: Tracked, name: str, as_: str, depth: int) -> None
     so the transition's role rules still apply."""
     actor = Actor.system(unit.tenant)
     if as_ != "system":
-        actor = Actor(id=f"system:{as_}", roles=frozenset({as_}), tenant=unit.tenant)
+        actor = Actor.automation_as(as_, unit.tenant)
     commands.transition(unit, t, actor, name, depth=depth)
 
 

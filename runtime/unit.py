@@ -4,7 +4,6 @@ is written by `flush` inside the command's single transaction."""
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ class Tracked:
     tpl: TemplateBp
     expected_version: int | None  # None: created by this command
     dirty: bool = False
+    seen_by: str | None = None  # the actor already found to see it in this command
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,8 @@ def snapshot(row: TicketRow) -> dict[str, Any]:
         "ref": row.ref,
         "template": row.template,
         "state": row.state,
-        "fields": copy.deepcopy(row.fields),
+        # Shallow: commands replace field values, they never change one in place.
+        "fields": dict(row.fields),
         "title": row.title,
         "requester": row.requester,
         "assignee": row.assignee,

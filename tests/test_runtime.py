@@ -528,3 +528,34 @@ def test_audit_chain_covers_commands_and_publishes(env: tuple[Runtime, ManualClo
     assert [(r.action, r.actor) for r in rows] == [("publish", "system"), ("create", "c1"), ("update", "a1")]
     assert rows[2].before == {"priority": "P3"} and rows[2].after == {"priority": "P1"}
     assert verify(rt.store, "default") == []
+
+
+def test_form_schema_follows_the_role(env: tuple[Runtime, ManualClock]) -> None:
+    rt, _ = env
+    mine = rt.form_schema("repair", CUSTOMER)
+    assert "cost" not in mine["properties"] and "notes" not in mine["properties"]
+    assert mine["required"] == ["site"]
+    assert mine["properties"]["site"].get("readOnly") is not True
+    assert mine["properties"]["parts_approved"]["readOnly"] is True
+    resolved = rt.form_schema("repair", ENGINEER, state="resolved")
+    assert "signature" in resolved["required"] and "cost" in resolved["properties"]
+    with pytest.raises(InvalidCommand, match="no state 'limbo'"):
+        rt.form_schema("repair", ENGINEER, state="limbo")
+
+
+def test_a_user_called_system_is_an_ordinary_user(env: tuple[Runtime, ManualClock]) -> None:
+    rt, _ = env
+    t = rt.create("repair", {"site": "S002"}, OTHER_CUSTOMER)
+    impostor = Actor.of("system", ["customer"])
+    with pytest.raises(NotFound):
+        rt.get(t.id, impostor)
+    # An agent whose id looks like a rule's role actor still needs the transition's role.
+    with pytest.raises(PermissionDenied, match="may be taken by dispatcher"):
+        rt.transition(t.id, "assign", Actor.of("system:dispatcher", ["agent"]), fields={"assignee": "e1"})
+
+
+def test_nul_characters_are_refused_everywhere(env: tuple[Runtime, ManualClock]) -> None:
+    rt, _ = env
+    with pytest.raises(InvalidFields) as err:
+        rt.create("repair", {"site": "S001", "notes": "a\x00b"}, AGENT)
+    assert [(p.field, p.code) for p in err.value.problems] == [("notes", "invalid-character")]
