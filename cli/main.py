@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.runtime_cmds import audit_app, db_app
+from cli.runtime_cmds import audit_app, db_app, worker
 from cli.simulate_cmd import simulate
 from dsl.diagnostics import Diagnostic, render_text
 from dsl.flow_writer import FlowFormatError, format_flow, write_flow
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.command()(worker)
 app.command()(simulate)
 
 

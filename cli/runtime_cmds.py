@@ -88,3 +88,46 @@ def _missing_schema(url: str) -> str | None:
     if not {"audit", "audit_heads"} <= tables:
         return "the database has no ticketflow schema"
     return None
+
+
+def worker(
+    database: DatabaseOption = None,
+    interval: Annotated[float, typer.Option(help="Seconds to sleep when nothing is due.")] = 1.0,
+    batch: Annotated[int, typer.Option(help="Timers fired per transaction.")] = 100,
+    once: Annotated[bool, typer.Option(help="Fire what is due now, then exit.")] = False,
+) -> None:
+    """Fire due timers (delayed rules, scheduled events, SLA warnings, breaches and
+    escalations). Start as many as you like on PostgreSQL: they share the work through row
+    locks and each timer fires once. On SQLite run one."""
+    import signal
+    import time
+
+    from runtime.api import Runtime
+    from runtime.store.sql import SqlStore
+
+    url = database_url(database)
+    missing = _missing_schema(url)
+    if missing:
+        typer.echo(f"error: {missing}; run `ticketflow db upgrade --database {url}`", err=True)
+        raise typer.Exit(2)
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True  # finish the batch in hand, then leave
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    rt = Runtime(SqlStore(url, create=False))
+    total = 0
+    try:
+        while not stopping:
+            fired = rt.run_due(batch=batch, limit=batch)
+            total += fired
+            if once and fired == 0:
+                break
+            if fired == 0:
+                time.sleep(interval)
+    finally:
+        rt.close()
+    typer.echo(f"fired {total} timers")

@@ -18,7 +18,7 @@ from dsl.diagnostics import render_text
 from engine.blueprint import Blueprint, RuleBp
 from engine.load import PackResult, load_pack_path
 from engine.model import Pack
-from runtime import access, commands, packs, rules
+from runtime import access, commands, packs, rules, sla
 from runtime.actors import Actor
 from runtime.clock import Clock, SystemClock
 from runtime.records import (
@@ -29,7 +29,9 @@ from runtime.records import (
     PublishRefused,
     TicketflowError,
     TicketQuery,
+    TimerRow,
 )
+from runtime.sla import ClockView
 from runtime.store import open_store
 from runtime.store.base import Store
 from runtime.tickets import Ticket, TimelineEntry, build_env, mask_event, view
@@ -95,6 +97,7 @@ class Runtime:
         self._blueprints: dict[tuple[str, str, int], Blueprint] = {}
         self._lock = Lock()
         self.last_notes: list[str] = []
+        self._timer_failures: dict[str, int] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -165,8 +168,7 @@ class Runtime:
         with self.store.transaction() as tx:
             unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id, actor)
             t = work(unit)
-            rules.dispatch(unit)
-            unit.flush()
+            _settle(unit)
         self.last_notes = unit.notes
         return self._view(t, actor)
 
@@ -393,6 +395,13 @@ class Runtime:
                 )
         return out
 
+    def sla(self, ticket_id: str, actor: Actor) -> list[ClockView]:
+        """The ticket's SLA clocks: state, target, elapsed and remaining business time, due
+        instant, and the history that explains them."""
+
+        unit, t = self._read(ticket_id, actor)
+        return list(sla.views(t, unit.now))
+
     def timeline(self, ticket_id: str, actor: Actor) -> list[TimelineEntry]:
         """The ticket's history as the actor may see it: customers get public entries only."""
         _, t = self._read(ticket_id, actor)
@@ -451,38 +460,116 @@ class Runtime:
 
     # -- due work --------------------------------------------------------------------------------
 
-    def run_due(self, now: datetime | None = None, limit: int = 1000) -> int:
-        """Fire timers due at `now` (the clock's now by default); returns how many fired."""
+    def run_due(self, now: datetime | None = None, limit: int = 100_000, batch: int = 100) -> int:
+        """Fire timers due at `now` (the clock's now by default), earliest first; returns
+        how many fired. Timers are taken `batch` at a time in one transaction (on
+        PostgreSQL locked with SKIP LOCKED, so several workers share the work); if any of
+        them fails the batch is retried one timer per transaction."""
         at = now or self.clock.now()
         fired = 0
         while fired < limit:
-            with self.store.transaction() as tx:
-                due = tx.due_timers(at, 1)
-                if not due:
-                    return fired
-                timer = due[0]
-                unit = Unit(tx, timer.tenant_id, timer.due_at, self.blueprint, self.new_id)
-                self._fire(unit, timer.ticket_id, timer.kind, timer.payload)
-                rules.dispatch(unit)
-                unit.flush()
-                tx.mark_timer(timer, "fired", at)
-            self.last_notes = unit.notes
-            fired += 1
+            size = min(batch, limit - fired)
+            try:
+                done = self._fire_batch(at, size)
+            except Exception:
+                done = self._fire_singly(at, size)
+            if done == 0:
+                break
+            fired += done
         return fired
 
-    def _fire(self, unit: Unit, ticket_id: str | None, kind: str, payload: dict[str, Any]) -> None:
-        if ticket_id is None:
+    def _fire_batch(self, at: datetime, size: int) -> int:
+        with self.store.transaction() as tx:
+            due = tx.due_timers(at, size)
+            for timer in due:
+                self._fire_timer(tx, timer, at)
+        return len(due)
+
+    def _fire_singly(self, at: datetime, size: int) -> int:
+        done = 0
+        for _ in range(size):
+            timer: TimerRow | None = None
+            try:
+                with self.store.transaction() as tx:
+                    due = tx.due_timers(at, 1)
+                    if not due:
+                        return done
+                    timer = due[0]
+                    self._fire_timer(tx, timer, at)
+            except Conflict:
+                return done  # a command changed the ticket meanwhile: retried next time
+            except Exception as exc:
+                if timer is None or not self._failed_twice(timer):
+                    return done  # e.g. a deadlock or a lost connection: retried next time
+                self._give_up(timer, at, exc)
+            done += 1
+        return done
+
+    def _failed_twice(self, timer: TimerRow) -> bool:
+        """A timer that fails twice in a row on its own is set aside rather than retried
+        forever; one failure may be the database's (deadlock, restart)."""
+        count = self._timer_failures.get(timer.id, 0) + 1
+        self._timer_failures[timer.id] = count
+        return count >= 2
+
+    def _fire_timer(self, tx: Any, timer: TimerRow, at: datetime) -> None:
+        unit = Unit(tx, timer.tenant_id, at, self.blueprint, self.new_id)
+        self._fire(unit, timer)
+        _settle(unit)
+        tx.mark_timer(timer, "fired", at)
+        self.last_notes = unit.notes
+
+    def _give_up(self, timer: TimerRow, at: datetime, exc: Exception) -> None:
+        """A timer that fails on its own is set aside (cancelled) and the failure recorded,
+        so it cannot block the queue."""
+        with self.store.transaction() as tx:
+            tx.mark_timer(timer, "cancelled", at)
+            if timer.ticket_id is None:
+                return
+            unit = Unit(tx, timer.tenant_id, at, self.blueprint, self.new_id)
+            try:
+                t = unit.load(timer.ticket_id)
+            except NotFound:
+                return
+            data = {"timer": timer.kind, "payload": timer.payload, "error": repr(exc)[:500]}
+            unit.event(t, "timer.failed", "system", data)
+            unit.flush()
+
+    def _fire(self, unit: Unit, timer: TimerRow) -> None:
+        if timer.ticket_id is None:
             return
         try:
-            t = unit.load(ticket_id)
+            t = unit.load(timer.ticket_id)
         except NotFound:
             return
-        if kind == "event":
-            unit.signal(Signal(ticket_id, f"event:{payload['event']}", 0))
-        elif kind == "rule":
+        payload = timer.payload
+        if timer.kind == "event":
+            unit.event(t, "event", "system", {"event": payload["event"], "timer": timer.id})
+            unit.signal(Signal(timer.ticket_id, f"event:{payload['event']}", 0))
+        elif timer.kind == "sla":
+            from runtime import sla
+
+            sla.fire(unit, t, payload)
+        elif timer.kind == "rule":
             rule = _rule_named(t.bp, payload["rule"])
             if rule is not None and _still_applies(t, payload):
                 rules.fire(unit, t, rule, 0)
+
+
+def _settle(unit: Unit) -> None:
+    """Run the rules, then bring SLA clocks up to date (which may fire more rules), and
+    write everything."""
+    for _ in range(4):
+        rules.dispatch(unit)
+        for t in list(unit.tracked.values()):
+            if t.dirty and t.tpl.model.sla:
+                from runtime import sla
+
+                env = build_env(t.row, t.tpl, None, unit.now)
+                sla.evaluate(unit, t, unit.activity.pop(t.row.id, None), env)
+        if not unit.signals:
+            break
+    unit.flush()
 
 
 def _shown(t: Tracked, actor: Actor, now: datetime, text: str | None) -> bool:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from dsl.diagnostics import did_you_mean
 from engine.blueprint import Blueprint, TemplateBp, TransitionBp
 from engine.fields import LocalizedText
-from runtime import access
+from runtime import access, sla
 from runtime.actors import Actor
 from runtime.records import (
     FieldProblem,
@@ -127,6 +127,14 @@ def _unknown_fields(tpl: TemplateBp, names: list[str]) -> InvalidFields:
         message = f"'{tpl.name}' has no field '{name}'" + (f"; {hint}" if hint else "")
         problems.append(FieldProblem(name, "unknown-field", message))
     return InvalidFields(f"unknown fields: {', '.join(names)}", problems)
+
+
+def ticket_env(unit: Unit, t: Tracked, actor: Actor | None) -> dict[str, Any]:
+    """The expression environment of a ticket, with `sla.*` when it has clocks."""
+    env = build_env(t.row, t.tpl, actor, unit.now)
+    if t.row.sla:
+        env.update(sla.env_values(t, unit.now))
+    return env
 
 
 def recompute(t: Tracked, now: datetime) -> None:
@@ -307,7 +315,7 @@ def update(
 ) -> dict[str, dict[str, Any]]:
     """Change field values; returns what changed."""
     ensure_visible(unit, t, actor)
-    env = build_env(t.row, t.tpl, actor, unit.now)
+    env = ticket_env(unit, t, actor)
     _check_writable(t.bp, actor, t.tpl, t.row.state, values, env=env)
     changes = changes_of(t, values)
     if not changes:
@@ -316,7 +324,7 @@ def update(
     fields.update({k: c["after"] for k, c in changes.items() if k not in access.ASSIGNMENT})
     before = snapshot(t.row)
     apply_changes(t, changes, unit.now)
-    env = build_env(t.row, t.tpl, actor, unit.now)
+    env = ticket_env(unit, t, actor)
     try:
         check_values(t.tpl, t.row.fields, required_fields(t.tpl, t.row.state, env), t.row)
     except InvalidFields:
@@ -362,7 +370,7 @@ def ensure_visible(unit: Unit, t: Tracked, actor: Actor) -> None:
         return
     env = None
     if access.needs_env_to_see(t.bp, actor, t.row.template):
-        env = build_env(t.row, t.tpl, actor, unit.now)
+        env = ticket_env(unit, t, actor)
     if not access.can_see(t.bp, actor, t.row, env):
         raise NotFound(f"no ticket '{t.row.id}'", ticket_id=t.row.id)
     t.seen_by = actor.id
@@ -408,7 +416,7 @@ def transition(
     if refusal is not None:
         raise PermissionDenied(refusal.message, transition=name, reason=refusal.code)
     values = dict(values or {})
-    env = build_env(t.row, t.tpl, actor, unit.now)
+    env = ticket_env(unit, t, actor)
     if values:
         _check_writable(t.bp, actor, t.tpl, t.row.state, values, (*tr.form, *tr.requires), env)
     if tr.guard is not None and not tr.guard.holds(env):
@@ -445,7 +453,7 @@ def _check_comment(tr: TransitionBp, comment: str | None) -> None:
 def _check_arrival(
     unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp, changed: bool
 ) -> None:
-    env = build_env(t.row, t.tpl, actor, unit.now)
+    env = ticket_env(unit, t, actor)
     required = required_fields(t.tpl, tr.to, env, tr.requires)
     if changed:
         check_values(t.tpl, t.row.fields, required, t.row)
@@ -493,6 +501,8 @@ def _record_transition(
     if comment:
         data["comment"] = comment
     unit.event(t, "transitioned", actor, data, "public")
+    if not actor.is_automation and access.is_staff(t.bp, actor):
+        unit.note_activity(row.id).staff_response = True
     after = {"state": tr.to, **{k: c["after"] for k, c in changes.items()}}
     unit.record(
         actor, "transition", row.id, {"state": source, **_diff(before, changes, "before")}, after
@@ -533,6 +543,11 @@ def comment(
     if attachments:
         data["attachments"] = attachments
     unit.event(t, "commented", actor, data, "internal" if internal else "public")
+    if not internal and not actor.is_automation:
+        if access.is_staff(t.bp, actor):
+            unit.note_activity(t.row.id).staff_response = True
+        elif actor.id == t.row.requester:
+            unit.note_activity(t.row.id).requester_comment = True
     unit.record(actor, "comment", t.row.id, None, {"internal": internal, "body": body})
     unit.signal(Signal(t.row.id, "commented", depth, data={"internal": internal}))
 

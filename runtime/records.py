@@ -48,6 +48,7 @@ class TicketRow:
     closed: bool = False  # in a final state
     event_seq: int = 0  # number of events written for this ticket so far
     search_text: str = ""  # lower-cased ref, title and text values, for text search
+    sla: JSON | None = None  # the SLA policy chosen and its clocks (see runtime.sla)
 
 
 EventVisibility = Literal["public", "internal"]

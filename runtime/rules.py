@@ -28,7 +28,6 @@ from runtime import commands
 from runtime.actors import Actor
 from runtime.records import InvalidFields, OutboxRow, TicketflowError, TimerRow
 from runtime.render import RenderError, render, render_value
-from runtime.tickets import build_env
 from runtime.unit import Signal, Tracked, Unit
 
 MAX_DEPTH = 8
@@ -43,7 +42,7 @@ def dispatch(unit: Unit) -> None:
         sig = unit.signals.popleft()
         t = unit.load(sig.ticket_id)
         if sig.key == "transition-action":
-            _run_actions(
+            run_actions(
                 unit, t, [sig.data["action"]], f"transition:{sig.data['transition']}", sig.depth
             )
             continue
@@ -54,6 +53,8 @@ def dispatch(unit: Unit) -> None:
 def _consider(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
     if rule.fields and not rule.fields & sig.changed:
         return
+    if rule.metric is not None and rule.metric != sig.data.get("metric"):
+        return
     if rule.after is not None:
         _delay(unit, t, rule, sig)
         return
@@ -63,7 +64,7 @@ def _consider(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
 def fire(unit: Unit, t: Tracked, rule: RuleBp, depth: int) -> bool:
     """Run a rule now if its condition holds; False when it did not run."""
     if rule.condition is not None:
-        env = build_env(t.row, t.tpl, None, unit.now)
+        env = commands.ticket_env(unit, t, None)
         if not rule.condition.holds(env):
             return False
     if depth >= MAX_DEPTH:
@@ -79,7 +80,7 @@ def fire(unit: Unit, t: Tracked, rule: RuleBp, depth: int) -> bool:
     unit.fired += 1
     unit.event(t, "rule", "system", {"rule": rule.name})
     unit.notes.append(f"rule {rule.name} fired on {t.row.ref}")
-    _run_actions(unit, t, rule.actions, f"rule:{rule.name}", depth + 1)
+    run_actions(unit, t, rule.actions, f"rule:{rule.name}", depth + 1)
     return True
 
 
@@ -96,7 +97,7 @@ def _delay(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
     unit.event(t, "rule.delayed", "system", {"rule": rule.name, "due": due.isoformat()})
 
 
-def _run_actions(unit: Unit, t: Tracked, actions: Any, source: str, depth: int) -> None:
+def run_actions(unit: Unit, t: Tracked, actions: Any, source: str, depth: int) -> None:
     for action in actions:
         try:
             _run(unit, t, action, source, depth)

@@ -38,6 +38,14 @@ class Tracked:
     seen_by: str | None = None  # the actor already found to see it in this command
 
 
+@dataclass(slots=True)
+class Activity:
+    """What a command did that SLA clocks care about, per ticket."""
+
+    staff_response: bool = False  # a staff person answered publicly or moved the ticket
+    requester_comment: bool = False  # the requester wrote publicly
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     """Something that happened to a ticket that rules may react to."""
@@ -75,6 +83,8 @@ class Unit:
         self.signals: deque[Signal] = deque()
         self.notes: list[str] = []  # rule outcomes, for simulate's output
         self.fired = 0  # rules run so far in this command
+        self.cancels: list[tuple[str, str]] = []  # (ticket id, timer key) to cancel
+        self.activity: dict[str, Activity] = {}
 
     def load(self, ticket_id: str) -> Tracked:
         """The ticket (read once per command), or NotFound."""
@@ -128,6 +138,15 @@ class Unit:
         who = actor if isinstance(actor, str) else actor.id
         self.audit.append(AuditDraft(self.now, who, action, subject, before, after))
 
+    def note_activity(self, ticket_id: str) -> Activity:
+        return self.activity.setdefault(ticket_id, Activity())
+
+    def cancel_timers(self, ticket_id: str, key: str) -> None:
+        """Cancel the ticket's waiting timers with `key`, stored or made by this command."""
+        self.timers = [x for x in self.timers if not (x.ticket_id == ticket_id and x.key == key)]
+        if (ticket_id, key) not in self.cancels:
+            self.cancels.append((ticket_id, key))
+
     def signal(self, sig: Signal) -> None:
         self.signals.append(sig)
 
@@ -148,6 +167,8 @@ class Unit:
             self.tx.add_audit(self.tenant, self.audit)
         if self.outbox:
             self.tx.add_outbox(self.outbox)
+        for ticket_id, key in self.cancels:
+            self.tx.cancel_timers(self.tenant, ticket_id, key)
         if self.timers:
             self.tx.add_timers(self.timers)
 

@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from store_fixtures import (
     timer,
 )
 
-from runtime.audit import GENESIS, chain
+from runtime.audit import GENESIS, chain, verify
 from runtime.records import Conflict, SeeClause, TicketQuery, TicketRow
 from runtime.store import MemoryStore, open_store
 from runtime.store.base import Store, iter_audit
@@ -153,6 +153,47 @@ def test_updates_inside_one_transaction(store: Store) -> None:
         assert same is not None
         tx.update_ticket(same, 3)  # nothing changed but the version
     assert get(store, "acme", "t1") == dataclasses.replace(expected, version=4)
+
+
+def test_update_writes_json_values_exactly(store: Store) -> None:
+    """1, 1.0 and true are equal in Python but not in JSON: an update changing one into
+    another is written (SQLite compares JSON columns as stored text)."""
+    insert(store, ticket(fields={"n": 1, "f": 1.0, "b": True}, tags=["x"]))
+    with store.transaction() as tx:
+        row = tx.get_ticket("acme", "t1")
+        assert row is not None
+        row.fields["n"], row.fields["f"], row.fields["b"] = True, 1, 1.0  # changed in place
+        tx.update_ticket(row, 1)
+    got = get(store, "acme", "t1")
+    assert got is not None and got.version == 2
+    types = {k: (v, type(v)) for k, v in got.fields.items()}
+    assert types == {"n": (True, bool), "f": (1, int), "b": (1.0, float)}
+    with store.transaction() as tx:
+        row = tx.get_ticket("acme", "t1")
+        assert row is not None
+        row.tags.append("y")
+        tx.update_ticket(row, 2)
+        row.tags.remove("y")  # back to what the transaction read first
+        tx.update_ticket(row, 3)
+    got = get(store, "acme", "t1")
+    assert got is not None and got.version == 4 and got.tags == ["x"]
+
+
+def test_times_round_trip_exactly(store: Store) -> None:
+    row = ticket(
+        created_at=T0.replace(microsecond=0),
+        updated_at=datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=-3))),
+        state_entered_at=datetime(1, 1, 1, 12, tzinfo=UTC),
+    )
+    insert(store, row)
+    got = get(store, "acme", "t1")
+    assert got == row
+    assert got is not None and all(
+        t.tzinfo == UTC for t in (got.created_at, got.updated_at, got.state_entered_at)
+    )
+    with store.read() as tx:
+        listed = tx.query_tickets("acme", TicketQuery(see=EVERYONE, after=(row.created_at, "t0")))
+    assert listed == [row]
 
 
 def test_stale_update_conflicts_and_changes_nothing(store: Store) -> None:
@@ -336,6 +377,14 @@ def test_query_filters(listed: Store, filters: dict[str, Any], expected: str) ->
     assert "".join(r.id for r in rows) == expected
 
 
+def test_query_text_with_the_escape_character(store: Store) -> None:
+    insert(store, ticket(id="a", search_text="r-a path/to 50%_off"), ticket(id="b"))
+    with store.read() as tx:
+        for text, expected in (("path/to", "a"), ("h/t", "a"), ("50%_OFF", "a"), ("h//t", "")):
+            rows = tx.query_tickets("acme", TicketQuery(see=EVERYONE, text=text))
+            assert "".join(r.id for r in rows) == expected, text
+
+
 @pytest.mark.parametrize(
     ("see", "expected"),
     [
@@ -445,6 +494,18 @@ def test_audit_numbering_and_chain(store: Store) -> None:
     assert head == (5, rows[-1].hash)
     assert rows[1].before is None and rows[0].after == draft(1).after
     assert list(iter_audit(store, "acme", page=2)) == rows
+
+
+def test_audit_chain_verifies_whatever_json_makes_of_the_values(store: Store) -> None:
+    """Numeric keys (text in JSON, and sorted differently), tuples, nested values: the
+    hash written is the one recomputed from the row read back."""
+    odd = {2: "b", 10: "c", 1: ("x", [1.5, {"k": None}])}
+    with store.transaction() as tx:
+        tx.add_audit("acme", [draft(1, before=odd, after={"z": 1, "a": [True]}), draft(2)])
+    assert verify(store, "acme") == []
+    with store.read() as tx:
+        rows = tx.audit("acme")
+    assert [r.hash == chain(r) for r in rows] == [True, True]
 
 
 def test_concurrent_audit_writers_serialise(store: Store) -> None:
@@ -582,8 +643,8 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
 
 
 def test_migrations_match_the_tables(sql_url: str) -> None:
-    assert upgrade(sql_url) == "0001"
-    assert upgrade(sql_url) == "0001"  # idempotent
+    assert upgrade(sql_url) == "0002"
+    assert upgrade(sql_url) == "0002"  # idempotent
     store = SqlStore(sql_url, create=False)
     try:
         with store.engine.connect() as conn:
@@ -700,5 +761,127 @@ def test_sqlite_reads_do_not_block_a_writer(tmp_path: Path) -> None:
             insert(store, ticket(id="t2"))  # would wait 10 s on a held lock
             assert reading.get_ticket("acme", "t2") is None  # the read's snapshot
         assert get(store, "acme", "t2") is not None
+    finally:
+        store.close()
+
+
+def test_sql_rows_read_back_through_core_and_the_other_way(sql_url: str) -> None:
+    """The store converts values itself (quicker than SQLAlchemy's processors on SQLite):
+    what it writes reads back through Core as written, and the other way round."""
+    from sqlalchemy import insert as core_insert
+    from sqlalchemy import select
+
+    from runtime.store.sql import audit, events, tickets
+
+    store = SqlStore(sql_url)
+    try:
+        mine = ticket(
+            id="mine", state_entered_at=at(1).astimezone(timezone(timedelta(hours=5))),
+            assignee=None, closed=True, fields={"note": "冷柜 ✓", "n": [1, 2.5, None]},
+        )
+        with store.transaction() as tx:
+            tx.insert_ticket(mine)
+            tx.add_events([event("acme", "mine", 1)])
+            written = tx.add_audit("acme", [draft(1)])
+        core = ticket(id="core", updated_at=at(2), tags=[], watchers=["w1", "w2"])
+        with store.engine.begin() as conn:
+            rows = {r.id: TicketRow(*r) for r in conn.execute(select(tickets))}
+            assert [tuple(r) for r in conn.execute(select(events))] == [
+                dataclasses.astuple(event("acme", "mine", 1))
+            ]
+            assert [tuple(r) for r in conn.execute(select(audit))] == [
+                dataclasses.astuple(r) for r in written
+            ]
+            conn.execute(core_insert(tickets), [dataclasses.asdict(core)])
+        assert rows == {"mine": mine}
+        assert get(store, "acme", "core") == core
+        with store.transaction() as tx:
+            row = tx.get_ticket("acme", "core")
+            assert row is not None
+            row.state = "assigned"
+            tx.update_ticket(row, 1)
+        assert get(store, "acme", "core") == dataclasses.replace(core, state="assigned", version=2)
+    finally:
+        store.close()
+
+
+def test_sqlite_in_memory_database_is_shared_by_threads() -> None:
+    """`sqlite://` lives in one connection: every transaction, from any thread, uses it,
+    one at a time."""
+    store = open_store("sqlite://")
+    try:
+        insert(store, ticket(fields={"count": 0}))
+
+        def work() -> None:
+            for _ in range(25):
+                with store.transaction() as tx:
+                    row = tx.get_ticket("acme", "t1")
+                    assert row is not None
+                    row.fields["count"] += 1
+                    tx.update_ticket(row, row.version)
+                    tx.add_audit("acme", [draft(1)])
+                with store.read() as tx:
+                    assert tx.get_ticket("acme", "t1") is not None
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        final = get(store, "acme", "t1")
+        assert final is not None and final.fields["count"] == 100 and final.version == 101
+        assert verify(store, "acme") == []
+    finally:
+        store.close()
+
+
+def _open_files(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if fd.resolve(strict=False) == path.resolve())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_sqlite_close_releases_its_connections(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = SqlStore(f"sqlite:///{path}")
+    insert(store, ticket())
+    with store.transaction() as tx, store.read() as reading:  # two connections at once
+        tx.add_events([event("acme", "t1", 1)])
+        assert reading.events("acme", "t1") == []
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.add_events([event("acme", "t1", 2)])
+        raise Boom
+    with store.read() as reading:
+        assert [e.seq for e in reading.events("acme", "t1")] == [1]
+    assert _open_files(path) >= 1
+    store.close()
+    assert _open_files(path) == 0
+    with pytest.raises(RuntimeError):
+        store.transaction().__enter__()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sqlite_store_after_fork_opens_its_own_connections(tmp_path: Path) -> None:
+    """A forked child never uses the parent's SQLite connections (SQLite forbids it)."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'f.db'}")
+    try:
+        insert(store, ticket())  # the parent now has an idle connection
+        with store.read() as tx:
+            parents = tx._cur
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit status, never return into pytest
+            code = 1
+            try:
+                with store.transaction() as tx:
+                    fresh = tx._cur is not parents
+                    tx.add_events([event("acme", "t1", 1)])
+                code = 0 if fresh else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with store.read() as tx:
+            assert tx._cur is parents
+            assert [e.seq for e in tx.events("acme", "t1")] == [1]
     finally:
         store.close()

@@ -5,16 +5,15 @@ applies its writes directly, recording how to undo each one; when the block rais
 log runs backwards, so a failed command leaves nothing behind. A read holds the lock too, so
 it never sees another thread's uncommitted writes.
 
-Rows go in and come out as copies, with JSON values passed through `json` like the SQL
-stores do, so a caller mutating a row it got back cannot change the store, and a value that
-would not survive a database does not survive here either.
+Rows go in and come out as copies, JSON values copied deeply (`_deep`), so a caller
+mutating a row it got back, or one it handed in, cannot change the store. Values are not
+passed through `json` as the SQL stores' are: the runtime stores validated JSON values.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ _Keyed = TypeVar("_Keyed", OutboxRow, TimerRow)
 
 # The JSON-valued and datetime attributes of each row type: what a copy converts.
 _JSON_ATTRS: dict[type[Any], tuple[str, ...]] = {
-    TicketRow: ("fields", "watchers", "tags"),
+    TicketRow: ("fields", "watchers", "tags", "sla"),
     EventRow: ("data",),
     AuditRow: ("before", "after"),
     OutboxRow: ("payload",),
@@ -58,13 +57,6 @@ _TIME_ATTRS: dict[type[Any], tuple[str, ...]] = {
 }
 
 _TIMER_STATUSES = frozenset({"waiting", "fired", "cancelled"})
-
-
-def _json_copy(value: Any) -> Any:
-    # A round trip through json copies deeply and converts exactly as a JSON column does.
-    if value is None:
-        return None
-    return json.loads(json.dumps(value))  # (no options: json reuses one encoder)
 
 
 def _utc(value: datetime) -> datetime:
@@ -204,10 +196,9 @@ class MemoryTx:
         if stored is None or stored.version != expected_version:
             raise Conflict(f"ticket {row.id} changed", ticket_id=row.id)
         self.undo.append(_restore(tenant, row.id))
-        # created_at never changes, as in the SQL stores' UPDATE.
-        new = dataclasses.replace(
-            _copy(row), version=expected_version + 1, created_at=stored.created_at
-        )
+        new = _copy(row)
+        new.version = expected_version + 1
+        new.created_at = stored.created_at  # never changes, as in the SQL stores' UPDATE
         tenant[row.id] = new
         row.version = expected_version + 1
 
@@ -254,13 +245,20 @@ class MemoryTx:
         if not drafts:
             return []
         seq, prev = self._s.heads.get(tenant_id, (0, GENESIS))
-        rows = chain_drafts(tenant_id, seq, prev, drafts)
+        rows = chain_drafts(tenant_id, seq, prev, drafts, _deep)  # the store's own copies
         log = self._s.audit.setdefault(tenant_id, [])
         self.undo.append(_restore(self._s.heads, tenant_id))
         self.undo.append(_truncate(log, len(log)))
-        log.extend(_copy(r) for r in rows)
+        log.extend(rows)
         self._s.heads[tenant_id] = (rows[-1].seq, rows[-1].hash)
-        return rows
+        # The caller's rows hold its drafts' own values: nothing it changes reaches ours.
+        return [
+            AuditRow(
+                r.tenant_id, r.seq, r.at, r.actor, r.action, r.subject,
+                d.before, d.after, r.prev_hash, r.hash,
+            )
+            for r, d in zip(rows, drafts, strict=True)
+        ]
 
     def audit(self, tenant_id: str, after_seq: int = 0, limit: int = 1000) -> list[AuditRow]:
         log = self._s.audit.get(tenant_id, [])
@@ -398,26 +396,33 @@ class MemoryTx:
 
 
 def chain_drafts(
-    tenant_id: str, seq: int, prev: str, drafts: Sequence[AuditDraft]
+    tenant_id: str,
+    seq: int,
+    prev: str,
+    drafts: Sequence[AuditDraft],
+    copy: Callable[[Any], Any] = _deep,
 ) -> list[AuditRow]:
     """Audit rows numbered after `seq`, each hash chained to the one before.
 
-    Values are normalised first (time in UTC, JSON through `json`) so that the hash of a
-    row read back from any store is the hash computed here.
+    `copy` gives the row its own `before` and `after` (called on each draft's before,
+    then its after, draft by draft). The hash covers the copies, so a copy must be what
+    the store reads back: the SQL store's encodes the value for its JSON column and
+    decodes that text (so the hash of a row read back is the hash computed here); this
+    store's is `_deep`. Times are put in UTC.
     """
     rows: list[AuditRow] = []
     for offset, draft in enumerate(drafts, 1):
         row = AuditRow(
-            tenant_id=tenant_id,
-            seq=seq + offset,
-            at=_utc(draft.at),
-            actor=draft.actor,
-            action=draft.action,
-            subject=draft.subject,
-            before=_json_copy(draft.before),
-            after=_json_copy(draft.after),
-            prev_hash=prev,
-            hash="",
+            tenant_id,
+            seq + offset,
+            _utc(draft.at),
+            draft.actor,
+            draft.action,
+            draft.subject,
+            copy(draft.before),
+            copy(draft.after),
+            prev,
+            "",
         )
         row.hash = prev = chain(row)
         rows.append(row)

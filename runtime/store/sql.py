@@ -7,7 +7,9 @@ compiles each once per engine and then only binds values.
 SQLite: every connection runs in WAL mode with `synchronous=NORMAL`, and the driver's own
 transaction handling is switched off so that a write transaction starts with
 `BEGIN IMMEDIATE`: it takes the write lock up front, so two processes never both hold a read
-lock and deadlock trying to upgrade it (they queue on `busy_timeout` instead).
+lock and deadlock trying to upgrade it (they queue on `busy_timeout` instead). The store's
+transactions run on driver connections of its own (`_SqlitePool`), outside SQLAlchemy's
+pool and transaction objects, whose per-transaction cost is several times SQLite's.
 
 PostgreSQL (`postgresql+psycopg://`): READ COMMITTED; optimistic ticket versions, a row lock
 on the tenant's audit head, row-locked sequences, `FOR UPDATE SKIP LOCKED` for due timers.
@@ -19,10 +21,13 @@ tables below must match them (a test compares them).
 from __future__ import annotations
 
 import json
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
+from json.scanner import c_make_scanner  # type: ignore[attr-defined]
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +37,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    ColumnElement,
     Connection,
     DateTime,
     Dialect,
@@ -51,7 +55,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -63,7 +66,7 @@ from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter, ClauseElement
 from sqlalchemy.types import TypeEngine
 
-from runtime.audit import GENESIS
+from runtime.audit import GENESIS, json_encoder
 from runtime.records import (
     AuditDraft,
     AuditRow,
@@ -71,7 +74,6 @@ from runtime.records import (
     EventRow,
     OutboxRow,
     PackVersionRow,
-    SeeClause,
     TicketQuery,
     TicketRow,
     TimerRow,
@@ -113,9 +115,91 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+_Processor = Callable[[Any], Any]
+
+
 def json_type() -> TypeEngine[Any]:
     """JSON text on SQLite, JSONB on PostgreSQL; Python None is SQL NULL."""
     return JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+
+
+# -- values on SQLite -----------------------------------------------------------------------
+# `_Prepared` converts values on SQLite with these instead of SQLAlchemy's processors for
+# the two column types: the same values in and out, without the layers of TypeDecorator
+# and the type's own processor, which cost several times the conversion itself.
+
+_dumps = json_encoder(ensure_ascii=False, separators=(",", ":"))  # (the engine's too)
+_scan = c_make_scanner(json.JSONDecoder()) if c_make_scanner is not None else None
+_TIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's SQLite DATETIME format
+# The last datetime written and its text: a command writes its one `now` several times
+# (updated_at, state_entered_at, the event's and the audit row's time). A datetime is
+# immutable, so the same object has the same text; the pair is replaced in one assignment.
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
+def _loads(text: str) -> Any:
+    """json.loads, through the C scanner straight when the text is bare JSON (as this
+    module writes it): loads' checks and whitespace matching cost more than the scan."""
+    if _scan is not None:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            pass  # leading whitespace, or not JSON: json.loads says which
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)
+
+
+def _sqlite_time_in(value: datetime | None) -> str | None:
+    global _last_time
+    if value is None:
+        return None
+    last = _last_time
+    if value is last[0]:
+        return last[1]
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes")
+    v = value.astimezone(UTC)
+    text = _TIME_TEXT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+    _last_time = (value, text)
+    return text
+
+
+def _sqlite_time_out(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")  # naive UTC text, as written
+    except ValueError:  # text with an offset, written some other way
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _json_in(value: Any) -> str | None:
+    return None if value is None else _dumps(value)
+
+
+def _json_out(value: str | None) -> Any:
+    return None if value is None else _loads(value)
+
+
+def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    if dialect.name == "sqlite":
+        if isinstance(type_, UTCDateTime):
+            return _sqlite_time_in
+        if isinstance(type_, JSON):
+            return _json_in
+    return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor | None:
+    if dialect.name == "sqlite":
+        if isinstance(type_, UTCDateTime):
+            return _sqlite_time_out
+        if isinstance(type_, JSON):
+            return _json_out
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -167,6 +251,7 @@ tickets = Table(
     Column("closed", Boolean, nullable=False),
     _int("event_seq"),
     _text("search_text"),
+    _json("sla", null=True),
     Index("ix_tickets_created", "tenant_id", "created_at", "id"),
     Index("ix_tickets_state", "tenant_id", "state"),
     Index("ix_tickets_assignee", "tenant_id", "assignee"),
@@ -279,8 +364,11 @@ _TICKET_COLS = tuple(c.name for c in tickets.c)
 # What an update may change: not the key, not the creation time.
 _TICKET_SET = tuple(c for c in _TICKET_COLS if c not in {"tenant_id", "id", "created_at"})
 _ticket_values = attrgetter(*_TICKET_COLS)
-_TICKET_INDEX = {name: index for index, name in enumerate(_TICKET_COLS)}
-_VERSION_AT = _TICKET_INDEX["version"]
+_VERSION_AT = _TICKET_COLS.index("version")
+_TICKET_SET_AT = tuple(_TICKET_COLS.index(c) for c in _TICKET_SET)
+# JSON columns are compared as stored text: Python's == would take 1, 1.0 and true for
+# one value, and a caller may change a dict it got from `get_ticket` in place.
+_TICKET_JSON_AT = tuple(i for i, c in enumerate(tickets.c) if isinstance(c.type, JSON))
 
 
 def _update_ticket(columns: Sequence[str]) -> Update:
@@ -299,10 +387,6 @@ def _update_ticket(columns: Sequence[str]) -> Update:
 _OPEN_OF_PACK = and_(
     tickets.c.tenant_id == _T, tickets.c.pack == bindparam("pack"), tickets.c.closed == false()
 )
-_EVENT_COLS = tuple(c.name for c in events.c)
-_AUDIT_COLS = tuple(c.name for c in audit.c)
-_OUTBOX_COLS = tuple(c.name for c in outbox.c)
-_TIMER_COLS = tuple(c.name for c in timers.c)
 _PACK_COLS = tuple(c.name for c in pack_versions.c)
 _TIMER_STATUSES = frozenset({"waiting", "fired", "cancelled"})
 
@@ -348,17 +432,14 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
     t = tickets.c
     return {
         "get_ticket": select(tickets).where(t.tenant_id == _T, t.id == bindparam("i")),
-        "insert_ticket": insert(tickets),
         "update_ticket": _update_ticket(_TICKET_SET),
         "open_tickets": select(tickets).where(_OPEN_OF_PACK).order_by(t.created_at, t.id),
         "count_open": select(t.pack_version, t.template, t.state, func.count())
         .where(_OPEN_OF_PACK)
         .group_by(t.pack_version, t.template, t.state),
-        "insert_events": insert(events),
         "events": select(events)
         .where(events.c.tenant_id == _T, events.c.ticket_id == bindparam("i"))
         .order_by(events.c.seq),
-        "insert_audit": insert(audit),
         "audit": select(audit)
         .where(audit.c.tenant_id == _T, audit.c.seq > bindparam("after"))
         .order_by(audit.c.seq)
@@ -376,10 +457,8 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
         "audit_tenants": select(audit_heads.c.tenant_id)
         .where(audit_heads.c.seq > 0)
         .order_by(audit_heads.c.tenant_id),
-        "insert_outbox": insert(outbox),
         "outbox": _OUTBOX,
         "outbox_by_status": _OUTBOX.where(outbox.c.status == bindparam("status")),
-        "insert_timers": insert(timers),
         "cancel_timers": update(timers)
         .where(
             timers.c.tenant_id == _T,
@@ -424,19 +503,17 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
 # Built here, once; compiled once per dialect by `_Statements`.
 _FIXED = {"sqlite": _statements(sqlite.insert), "postgresql": _statements(postgresql.insert)}
 
-_Processor = Callable[[Any], Any]
-
-
 class _Prepared:
     """A statement compiled once for a dialect, run straight on the DBAPI cursor.
 
     For these small statements SQLAlchemy's per-execution work (cache key, parameter and
     result set-up, events) costs several times what SQLite spends on them. Values still
     pass through the processors SQLAlchemy itself applies (`UTCDateTime`, JSON, booleans),
-    so what is written here reads back through Core and the other way round.
+    or on SQLite equivalent quicker ones (`_bind_processor`), so what is written here reads
+    back through Core and the other way round.
     """
 
-    __slots__ = ("_names", "_results", "_slots", "named", "sql")
+    __slots__ = ("_plain", "_results", "_slots", "named", "names", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
@@ -445,22 +522,24 @@ class _Prepared:
         self.sql = compiled.string
         self.named = not compiled.positional
         binds = {name: bind for bind, name in compiled.bind_names.items()}
-        self._names = tuple(sorted(binds) if self.named else compiled.positiontup or ())
+        self.names = tuple(sorted(binds) if self.named else compiled.positiontup or ())
         # (name, processor, is a parameter, constant) for each placeholder in order.
         slots: list[tuple[str, _Processor | None, bool, Any]] = []
-        for name in self._names:
+        for name in self.names:
             bind = binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = _bind_processor(bind.type, dialect)
             if bind.required:
                 slots.append((name, process, True, None))
             else:  # a literal in the statement, e.g. status = 'waiting'
                 value = bind.effective_value
                 slots.append((name, None, False, value if process is None else process(value)))
         self._slots = tuple(slots)
+        # Every placeholder a parameter passed as it is: `params` just picks the values.
+        self._plain = all(is_param and process is None for _, process, is_param, _ in slots)
         results: list[tuple[int, _Processor]] = []
         if isinstance(statement, Select):
             for index, column in enumerate(statement.selected_columns):
-                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+                process = _result_processor(column.type, dialect)
                 if process is not None:
                     results.append((index, process))
         self._results = tuple(results)
@@ -468,6 +547,10 @@ class _Prepared:
     def params(self, values: Mapping[str, Any], processed: bool = False) -> Any:
         """DBAPI parameters from `values` (already through the bind processors when
         `processed`): a list, or a dict for a named paramstyle."""
+        if self._plain:
+            if self.named:
+                return {name: values[name] for name in self.names}
+            return [values[name] for name in self.names]
         out: list[Any] = []
         for name, process, is_param, const in self._slots:
             if not is_param:
@@ -476,7 +559,7 @@ class _Prepared:
                 out.append(values[name])
             else:
                 out.append(process(values[name]))
-        return dict(zip(self._names, out, strict=True)) if self.named else out
+        return dict(zip(self.names, out, strict=True)) if self.named else out
 
     def row(self, raw: Sequence[Any]) -> Sequence[Any]:
         """A fetched row with the result processors applied."""
@@ -488,26 +571,80 @@ class _Prepared:
         return row
 
 
+class _RowInsert:
+    """An INSERT of whole rows, its parameters straight from a row dataclass (whose fields
+    follow the table's columns)."""
+
+    __slots__ = ("_bind", "_columns", "_get", "_json_at", "_named", "_scalar_bind", "sql")
+
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        prepared = _Prepared(insert(table), dialect)
+        self._columns = tuple(c.name for c in table.c)
+        self._named = prepared.named
+        if set(prepared.names) != set(self._columns) or (
+            not self._named and prepared.names != self._columns
+        ):
+            raise RuntimeError(f"unexpected parameters in {prepared.sql}")
+        self.sql = prepared.sql
+        self._get = attrgetter(*self._columns)
+        processors = (_bind_processor(c.type, dialect) for c in table.c)
+        self._bind = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+        self._json_at = tuple(i for i, c in enumerate(table.c) if isinstance(c.type, JSON))
+        self._scalar_bind = tuple((i, p) for i, p in self._bind if i not in self._json_at)
+
+    def params(self, row: Any, texts: Sequence[str | None] | None = None) -> Any:
+        """The DBAPI parameters inserting `row`: a list, or a dict for a named paramstyle.
+        `texts`: the JSON columns' values already encoded, in column order (SQLite)."""
+        values = list(self._get(row))
+        if texts is None:
+            for index, process in self._bind:
+                values[index] = process(values[index])
+        else:
+            for index, process in self._scalar_bind:
+                values[index] = process(values[index])
+            for index, text in zip(self._json_at, texts, strict=True):
+                values[index] = text
+        return dict(zip(self._columns, values, strict=True)) if self._named else values
+
+
 class _Statements:
     """The store's statements prepared for one dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self.pg = dialect.name == "postgresql"
+        self.integrity: type[Exception] = dialect.loaded_dbapi.IntegrityError
         self.by_name = {k: _Prepared(s, dialect) for k, s in _FIXED[dialect.name].items()}
-        self._updates: dict[tuple[str, ...], _Prepared] = {}
-        processors = (c.type.dialect_impl(dialect).bind_processor(dialect) for c in tickets.c)
-        # For comparing a ticket's new values with the stored ones (see SqlTx.update_ticket).
+        self.insert_ticket, self.insert_events, self.insert_audit = (
+            _RowInsert(table, dialect) for table in (tickets, events, audit)
+        )
+        self.insert_outbox, self.insert_timers = (
+            _RowInsert(table, dialect) for table in (outbox, timers)
+        )
+        get = self.by_name["get_ticket"]
+        # (tenant, id) as they are, when the driver takes them so (SQLite).
+        self.key_positional = not get.named and get.names == ("t", "i")
+        # The ticket columns' bind processors, by name (listings) and by position (updates).
+        processors = (_bind_processor(c.type, dialect) for c in tickets.c)
         self.ticket_bind = dict(zip(_TICKET_COLS, processors, strict=True))
+        self.ticket_bind_at = tuple(self.ticket_bind[c] for c in _TICKET_COLS)
+        self.mark = "%s" if self.pg else "?"  # the positional placeholder, for listings
+        self._updates: dict[tuple[int, ...], str] = {}
 
     def __getitem__(self, name: str) -> _Prepared:
         return self.by_name[name]
 
-    def update_of(self, columns: tuple[str, ...]) -> _Prepared:
-        """The UPDATE of just these ticket columns (prepared on first use)."""
-        prepared = self._updates.get(columns)
-        if prepared is None:
-            prepared = self._updates[columns] = _Prepared(_update_ticket(columns), self.dialect)
-        return prepared
+    def update_of(self, positions: tuple[int, ...]) -> str:
+        """The UPDATE of just the ticket columns at these positions (prepared on first
+        use); positional parameters: their values, then tenant, id and expected version."""
+        sql = self._updates.get(positions)
+        if sql is None:
+            columns = tuple(_TICKET_COLS[i] for i in positions)
+            prepared = _Prepared(_update_ticket(columns), self.dialect)
+            if prepared.named or prepared.names != (*columns, "t", "i", "expected"):
+                raise RuntimeError(f"unexpected parameter order in {prepared.sql}")
+            sql = self._updates[positions] = prepared.sql
+        return sql
 
 
 _PREPARED: dict[tuple[str, str], _Statements] = {}
@@ -522,78 +659,120 @@ def _prepared_for(dialect: Dialect) -> _Statements:
         return _PREPARED[key]
 
 
-def _see_filter(clauses: Sequence[SeeClause]) -> ColumnElement[bool] | None:
-    """The OR of the see clauses, or None when one of them sees every ticket."""
-    columns = {"requester": tickets.c.requester, "assignee": tickets.c.assignee}
-    columns["team"] = tickets.c.team
-    parts: list[ColumnElement[bool]] = []
-    for clause in clauses:
-        conditions: list[ColumnElement[bool]] = []
-        if clause.kind != "all":
-            conditions.append(columns[clause.kind].in_(clause.values))
-        if clause.templates is not None:
-            conditions.append(tickets.c.template.in_(clause.templates))
-        if not conditions:
-            return None
-        parts.append(and_(*conditions))
-    return or_(*parts)
+_TICKET_SELECT = f"SELECT {', '.join(_TICKET_COLS)} FROM tickets WHERE "
+# What the listing's filters compare, in order: (TicketQuery attribute, column).
+_LISTING_FILTERS = (
+    ("states", "state"),
+    ("templates", "template"),
+    ("assignees", "assignee"),
+    ("teams", "team"),
+    ("requesters", "requester"),
+)
+_SEE_COLUMNS = {"requester": "requester", "assignee": "assignee", "team": "team"}
 
 
-def _ticket_select(tenant_id: str, query: TicketQuery) -> Select[Any]:
-    """The SELECT of a ticket listing. Run through Core: its shape varies, and value
-    lists bind as expanding parameters so listings of one shape share a compilation."""
-    c = tickets.c
-    where: list[ColumnElement[bool]] = [c.tenant_id == tenant_id]
-    for wanted, column in (
-        (query.states, c.state),
-        (query.templates, c.template),
-        (query.assignees, c.assignee),
-        (query.teams, c.team),
-        (query.requesters, c.requester),
-    ):
+def _listing(
+    tenant_id: str, query: TicketQuery, mark: str, bind: Mapping[str, _Processor | None]
+) -> tuple[str, list[Any]]:
+    """The SELECT of a ticket listing and its parameters (`mark` is the driver's
+    placeholder, `bind` the ticket columns' bind processors). Values are always
+    parameters, never SQL text; an empty value list matches nothing, as Core's `in_`."""
+    params: list[Any] = [tenant_id]
+    where = [f"tenant_id = {mark}"]
+
+    def among(column: str, values: Sequence[str]) -> str:
+        if not values:
+            return "1 = 0"
+        params.extend(values)
+        return f"{column} IN ({', '.join([mark] * len(values))})"
+
+    def encoded(column: str, value: Any) -> Any:
+        process = bind[column]
+        return value if process is None else process(value)
+
+    for attribute, column in _LISTING_FILTERS:
+        wanted = getattr(query, attribute)
         if wanted:
-            where.append(column.in_(wanted))
+            where.append(among(column, wanted))
     if query.closed is not None:
-        where.append(c.closed == query.closed)
+        where.append(f"closed = {mark}")
+        params.append(encoded("closed", query.closed))
     if query.text is not None:
-        # search_text is stored lower-cased, so lowering the needle is enough.
-        where.append(c.search_text.contains(query.text.lower(), autoescape=True))
+        # search_text is stored lower-cased, so lowering the needle is enough; % and _ in
+        # it are literal (escaped with /, as Core's `contains(autoescape=True)`).
+        needle = query.text.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
+        where.append(f"search_text LIKE {mark} ESCAPE '/'")
+        params.append(f"%{needle}%")
     if query.after is not None:
         at, last_id = query.after
-        where.append(or_(c.created_at > at, and_(c.created_at == at, c.id > last_id)))
-    see = _see_filter(query.see)
-    if see is not None:
-        where.append(see)
-    return select(tickets).where(*where).order_by(c.created_at, c.id).limit(query.limit)
+        where.append(f"(created_at > {mark} OR (created_at = {mark} AND id > {mark}))")
+        params.extend((encoded("created_at", at), encoded("created_at", at), last_id))
+    # A clause without conditions sees every ticket: then visibility filters nothing.
+    if all(clause.kind != "all" or clause.templates is not None for clause in query.see):
+        clauses: list[str] = []
+        for clause in query.see:
+            conditions: list[str] = []
+            if clause.kind != "all":
+                conditions.append(among(_SEE_COLUMNS[clause.kind], clause.values))
+            if clause.templates is not None:
+                conditions.append(among("template", clause.templates))
+            clauses.append(f"({' AND '.join(conditions)})")
+        where.append(f"({' OR '.join(clauses)})")
+    params.append(query.limit)
+    return f"{_TICKET_SELECT}{' AND '.join(where)} ORDER BY created_at, id LIMIT {mark}", params
 
 
 # -- transactions ---------------------------------------------------------------------------
+
+
+class _Encoded:
+    """The `copy` of `chain_drafts` for this store: a JSON value is encoded once, the text
+    kept for its column (`texts`, in call order), and the row gets that text decoded,
+    exactly what reading the row back gives, so the hash computed on it is the one
+    `runtime.audit.verify` recomputes."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self) -> None:
+        self.texts: list[str | None] = []
+
+    def __call__(self, value: Any) -> Any:
+        if value is None:
+            self.texts.append(None)
+            return None
+        text = _dumps(value)
+        self.texts.append(text)
+        return _loads(text)
 
 
 def _changed(row: TicketRow) -> Conflict:
     return Conflict(f"ticket {row.id} changed since it was read", ticket_id=row.id)
 
 
+def _stored(raw: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+    """A ticket as stored, for `SqlTx._sqlite_update`: the decoded values (immutable:
+    text, numbers, datetimes), but the stored text of JSON columns, whose decoded values
+    went to the caller, who may change them in place."""
+    stored = list(values)
+    for index in _TICKET_JSON_AT:
+        stored[index] = raw[index]
+    return stored
+
+
 class SqlTx:
-    """One transaction: prepared statements on the DBAPI cursor, Core for listings."""
+    """One transaction: prepared statements on the DBAPI cursor."""
 
-    __slots__ = ("_c", "_cur", "_integrity", "_pg", "_seen", "_st", "_write")
+    __slots__ = ("_cur", "_integrity", "_pg", "_seen", "_st", "_write")
 
-    def __init__(self, conn: Connection, statements: _Statements, write: bool) -> None:
-        self._c = conn
+    def __init__(self, cursor: Any, statements: _Statements, write: bool) -> None:
+        self._cur = cursor
         self._st = statements
         self._write = write
-        self._pg = statements.dialect.name == "postgresql"
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        self._cur: Any = dbapi.cursor()
-        self._integrity: type[Exception] = statements.dialect.loaded_dbapi.IntegrityError
-        # SQLite: tickets as stored (raw values) when read in this transaction, by
-        # (tenant, id), for `_sqlite_update`.
+        self._pg = statements.pg
+        self._integrity = statements.integrity
+        # SQLite: tickets as stored when read in this transaction, by (tenant, id), for
+        # `_sqlite_update` (see `_stored`).
         self._seen: dict[tuple[str, str], list[Any]] = {}
-
-    def close(self) -> None:
-        self._cur.close()
 
     def _run(self, name: str, values: Mapping[str, Any]) -> Any:
         prepared = self._st[name]
@@ -611,13 +790,18 @@ class SqlTx:
         self._cur.execute(prepared.sql, prepared.params(values))
         return [prepared.row(raw) for raw in self._cur.fetchall()]
 
-    def _insert(self, name: str, columns: tuple[str, ...], rows: Sequence[Any], what: str) -> None:
-        """INSERT dataclass rows with one executemany; a duplicate key is a conflict."""
-        prepared = self._st[name]
-        getter = attrgetter(*columns)
-        params = [prepared.params(dict(zip(columns, getter(r), strict=True))) for r in rows]
+    def _insert(
+        self, insert: _RowInsert, rows: Sequence[Any], what: str, params: list[Any] | None = None
+    ) -> None:
+        """INSERT dataclass rows (or these parameters of them); a duplicate key is a
+        conflict."""
+        if params is None:
+            params = [insert.params(r) for r in rows]
         try:
-            self._cur.executemany(prepared.sql, params)
+            if len(params) == 1:
+                self._cur.execute(insert.sql, params[0])
+            else:
+                self._cur.executemany(insert.sql, params)
         except self._integrity as error:
             raise Conflict(f"{what} exists") from error
 
@@ -627,71 +811,86 @@ class SqlTx:
 
     # tickets
 
-    def get_ticket(self, tenant_id: str, ticket_id: str) -> TicketRow | None:
+    def _fetch_ticket(self, tenant_id: str, ticket_id: str) -> Sequence[Any] | None:
         prepared = self._st["get_ticket"]
-        self._cur.execute(prepared.sql, prepared.params({"t": tenant_id, "i": ticket_id}))
-        raw = self._cur.fetchone()
+        if self._st.key_positional:
+            self._cur.execute(prepared.sql, (tenant_id, ticket_id))
+        else:
+            self._cur.execute(prepared.sql, prepared.params({"t": tenant_id, "i": ticket_id}))
+        raw: Sequence[Any] | None = self._cur.fetchone()
+        return raw
+
+    def get_ticket(self, tenant_id: str, ticket_id: str) -> TicketRow | None:
+        raw = self._fetch_ticket(tenant_id, ticket_id)
         if raw is None:
             return None
+        values = self._st["get_ticket"].row(raw)
         if self._write and not self._pg:
-            self._seen[(tenant_id, ticket_id)] = list(raw)
-        return TicketRow(*prepared.row(raw))
+            self._seen[(tenant_id, ticket_id)] = _stored(raw, values)
+        return TicketRow(*values)
 
     def insert_ticket(self, row: TicketRow) -> None:
         self._writing()
-        self._insert("insert_ticket", _TICKET_COLS, [row], f"ticket {row.id}")
+        self._insert(self._st.insert_ticket, [row], f"ticket {row.id}")
 
     def update_ticket(self, row: TicketRow, expected_version: int) -> None:
         self._writing()
+        if not self._pg:
+            self._sqlite_update(row, expected_version)
+            return
         values = dict(zip(_TICKET_COLS, _ticket_values(row), strict=True))
-        values["version"] = expected_version + 1
-        if self._pg:
-            # Every column: PostgreSQL compares old and new index keys itself (HOT).
-            values.update(t=row.tenant_id, i=row.id, expected=expected_version)
-            prepared = self._st["update_ticket"]
-            params = prepared.params(values)
-        else:
-            prepared, params = self._sqlite_update(row, values, expected_version)
-        self._cur.execute(prepared.sql, params)
+        # Every column: PostgreSQL compares old and new index keys itself (HOT).
+        values.update(version=expected_version + 1, t=row.tenant_id, i=row.id)
+        values["expected"] = expected_version
+        prepared = self._st["update_ticket"]
+        self._cur.execute(prepared.sql, prepared.params(values))
         if self._cur.rowcount != 1:
-            self._seen.pop((row.tenant_id, row.id), None)
             raise _changed(row)
         row.version = expected_version + 1
 
-    def _sqlite_update(
-        self, row: TicketRow, values: dict[str, Any], expected_version: int
-    ) -> tuple[_Prepared, Any]:
+    def _sqlite_update(self, row: TicketRow, expected_version: int) -> None:
         """SQLite rewrites the index entries of every column named in SET, changed or not
         (measured: 58 µs against 16 µs with the six ticket indexes), so set only the
         columns that differ from the stored row. That row is current: it was read in this
-        transaction, which holds the write lock (BEGIN IMMEDIATE)."""
+        transaction, which holds the write lock (BEGIN IMMEDIATE); it is compared as
+        Python values (JSON columns: as stored text), and only what changed is encoded."""
         key = (row.tenant_id, row.id)
-        seen = self._seen.get(key)
-        if seen is None:
-            prepared = self._st["get_ticket"]
-            self._cur.execute(prepared.sql, prepared.params({"t": key[0], "i": key[1]}))
-            raw = self._cur.fetchone()
-            seen = None if raw is None else list(raw)
+        seen = self._seen.pop(key, None)  # put back once the UPDATE has succeeded
+        if seen is None:  # not read in this transaction
+            raw = self._fetch_ticket(*key)
+            seen = None if raw is None else _stored(raw, self._st["get_ticket"].row(raw))
         if seen is None or seen[_VERSION_AT] != expected_version:
             raise _changed(row)
+        new = list(_ticket_values(row))
+        new[_VERSION_AT] = expected_version + 1
+        bind = self._st.ticket_bind_at
+        for index in _TICKET_JSON_AT:
+            process = bind[index]
+            if process is not None:
+                new[index] = process(new[index])  # None stays NULL
+        changed = tuple([i for i in _TICKET_SET_AT if new[i] != seen[i]])
+        params: list[Any] = []
+        for index in changed:
+            value = new[index]
+            process = None if index in _TICKET_JSON_AT else bind[index]
+            params.append(value if process is None else process(value))
+        params += key
+        params.append(expected_version)
+        self._cur.execute(self._st.update_of(changed), params)
+        if self._cur.rowcount != 1:
+            raise _changed(row)
+        for index in changed:
+            seen[index] = new[index]  # `seen` becomes the row as now stored
         self._seen[key] = seen
-        bind = self._st.ticket_bind
-        changed: dict[str, Any] = {}
-        for column in _TICKET_SET:
-            process = bind[column]
-            value = values[column] if process is None else process(values[column])
-            index = _TICKET_INDEX[column]
-            if value != seen[index]:
-                changed[column] = seen[index] = value  # `seen` becomes the row as stored
-        prepared = self._st.update_of(tuple(changed))
-        changed.update(t=key[0], i=key[1], expected=expected_version)
-        return prepared, prepared.params(changed, processed=True)
+        row.version = expected_version + 1
 
     def query_tickets(self, tenant_id: str, query: TicketQuery) -> list[TicketRow]:
         if not query.see:
             return []  # no clause, nothing visible
-        result = self._c.execute(_ticket_select(tenant_id, query))
-        return [TicketRow(*row) for row in result]
+        sql, params = _listing(tenant_id, query, self._st.mark, self._st.ticket_bind)
+        self._cur.execute(sql, params)
+        row = self._st["get_ticket"].row  # the same columns
+        return [TicketRow(*row(raw)) for raw in self._cur.fetchall()]
 
     def count_open_by_state(self, tenant_id: str, pack: str) -> dict[tuple[int, str, str], int]:
         rows = self._all("count_open", {"t": tenant_id, "pack": pack})
@@ -706,7 +905,7 @@ class SqlTx:
     def add_events(self, rows: Sequence[EventRow]) -> None:
         self._writing()
         if rows:
-            self._insert("insert_events", _EVENT_COLS, rows, "event")
+            self._insert(self._st.insert_events, rows, "event")
 
     def events(self, tenant_id: str, ticket_id: str) -> list[EventRow]:
         return [EventRow(*r) for r in self._all("events", {"t": tenant_id, "i": ticket_id})]
@@ -718,8 +917,14 @@ class SqlTx:
         if not drafts:
             return []
         seq, prev = self._lock_head(tenant_id)
-        rows = chain_drafts(tenant_id, seq, prev, drafts)
-        self._insert("insert_audit", _AUDIT_COLS, rows, "audit row")
+        encoded = _Encoded()
+        rows = chain_drafts(tenant_id, seq, prev, drafts, encoded)
+        insert = self._st.insert_audit
+        params = None
+        if not self._pg:  # (psycopg encodes JSON itself, as it sends it)
+            texts = encoded.texts
+            params = [insert.params(r, texts[2 * n : 2 * n + 2]) for n, r in enumerate(rows)]
+        self._insert(insert, rows, "audit row", params)
         last = rows[-1]
         self._run("set_head", {"t": tenant_id, "seq": last.seq, "hash": last.hash})
         return rows
@@ -750,7 +955,7 @@ class SqlTx:
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         self._writing()
         if rows:
-            self._insert("insert_outbox", _OUTBOX_COLS, rows, "outbox message")
+            self._insert(self._st.insert_outbox, rows, "outbox message")
 
     def outbox(self, tenant_id: str, status: str | None = None) -> list[OutboxRow]:
         if status is None:
@@ -762,7 +967,7 @@ class SqlTx:
     def add_timers(self, rows: Sequence[TimerRow]) -> None:
         self._writing()
         if rows:
-            self._insert("insert_timers", _TIMER_COLS, rows, "timer")
+            self._insert(self._st.insert_timers, rows, "timer")
 
     def cancel_timers(self, tenant_id: str, ticket_id: str, key: str) -> int:
         self._writing()
@@ -842,8 +1047,6 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
 )
-# One encoder for every call: json.dumps with options builds a new encoder each time.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -913,6 +1116,139 @@ def upgrade(url: str) -> str:
         engine.dispose()
 
 
+class _Conn:
+    """A SQLite connection used straight on the driver, with its one cursor."""
+
+    __slots__ = ("cur", "dbapi")
+
+    def __init__(self, dbapi: Any) -> None:
+        self.dbapi = dbapi
+        self.cur = dbapi.cursor()
+
+
+class _SqlitePool:
+    """The SQLite connections of a store, outside SQLAlchemy's pool.
+
+    A transaction here is `BEGIN IMMEDIATE` (a read: `BEGIN`) and `COMMIT` or `ROLLBACK`
+    on a connection taken from a free list: SQLAlchemy's checkout, reset, transaction
+    objects and events cost several times what SQLite spends on BEGIN and COMMIT.
+    Connections come from the engine (`raw_connection`, so the connect listener has set
+    the pragmas and switched off the driver's own BEGIN) and are detached from its pool.
+
+    An in-memory database (`sqlite://`) lives in its one connection: every transaction
+    uses that one, holding a lock for its duration.
+    """
+
+    def __init__(self, engine: Engine, shared: bool) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._free: list[_Conn] = []
+        self._closed = False
+        self._shared: _Conn | None = None
+        self._shared_lock = threading.RLock()
+        self._held: Any = None
+        if shared:
+            # StaticPool: the engine's one connection, the one the migrations ran on.
+            self._held = engine.raw_connection()
+            self._shared = _Conn(self._held.dbapi_connection)
+        _POOLS.add(self)
+
+    def forget(self) -> None:
+        """In a child process after fork: SQLite connections must not cross a fork, so
+        the parent's are dropped (not closed: that is the parent's business); the child
+        opens its own."""
+        self._lock = threading.Lock()
+        self._free = []
+
+    def checkout(self) -> _Conn:
+        shared = self._shared
+        if shared is not None:
+            self._shared_lock.acquire()
+            return shared
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if self._free:
+                return self._free.pop()
+        proxied = self._engine.raw_connection()
+        proxied.detach()  # ours now: closing it closes the driver's connection
+        return _Conn(proxied.dbapi_connection)
+
+    def checkin(self, conn: _Conn, usable: bool) -> None:
+        """Return a connection; one that may be mid-transaction (`usable` false) is
+        closed instead."""
+        if conn is self._shared:
+            self._shared_lock.release()
+            return
+        with self._lock:
+            if usable and not self._closed:
+                self._free.append(conn)
+                return
+        conn.dbapi.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use are closed when they come back."""
+        with self._lock:
+            self._closed = True
+            free, self._free = self._free, []
+        for conn in free:
+            conn.dbapi.close()
+        if self._held is not None:
+            self._held.close()  # back to the StaticPool, which the engine disposes of
+            self._held = None
+
+
+_POOLS: weakref.WeakSet[_SqlitePool] = weakref.WeakSet()
+
+
+def _forget_pools() -> None:
+    for pool in list(_POOLS):
+        pool.forget()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
+class _SqliteScope:
+    """The `with` block of one SQLite transaction (see `_SqlitePool`)."""
+
+    __slots__ = ("_conn", "_pool", "_statements", "_write")
+
+    def __init__(self, pool: _SqlitePool, statements: _Statements, write: bool) -> None:
+        self._pool = pool
+        self._statements = statements
+        self._write = write
+
+    def __enter__(self) -> SqlTx:
+        conn = self._pool.checkout()
+        try:
+            # A write takes the write lock now rather than upgrading a read lock later,
+            # which SQLite refuses (SQLITE_BUSY, no waiting) when another writer got
+            # there first; it waits up to busy_timeout for the lock.
+            conn.cur.execute("BEGIN IMMEDIATE" if self._write else "BEGIN")
+        except BaseException:
+            self._pool.checkin(conn, not conn.dbapi.in_transaction)
+            raise
+        self._conn = conn
+        return SqlTx(conn.cur, self._statements, self._write)
+
+    def __exit__(self, kind: type[BaseException] | None, value: Any, traceback: Any) -> None:
+        conn = self._conn
+        usable = True
+        try:
+            if kind is None and self._write:
+                conn.cur.execute("COMMIT")
+        finally:
+            # A read ends with ROLLBACK (it wrote nothing); so does a failed block, or a
+            # failed COMMIT. A connection whose ROLLBACK fails is closed, not reused.
+            if conn.dbapi.in_transaction:
+                try:
+                    conn.cur.execute("ROLLBACK")
+                except Exception:
+                    usable = False
+            self._pool.checkin(conn, usable)
+
+
 class SqlStore:
     """A `Store` on a SQLite or PostgreSQL database."""
 
@@ -922,27 +1258,35 @@ class SqlStore:
         if create:
             migrate(self.engine)
         self._statements = _prepared_for(self.engine.dialect)
+        self._pool: _SqlitePool | None = None
+        if self._sqlite:
+            shared = isinstance(self.engine.pool, StaticPool)
+            self._pool = _SqlitePool(self.engine, shared)
+
+    def transaction(self) -> AbstractContextManager[SqlTx]:
+        if self._pool is not None:
+            return _SqliteScope(self._pool, self._statements, True)
+        return self._core(write=True)
+
+    def read(self) -> AbstractContextManager[SqlTx]:
+        if self._pool is not None:
+            return _SqliteScope(self._pool, self._statements, False)
+        return self._core(write=False)
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlTx]:
+    def _core(self, write: bool) -> Iterator[SqlTx]:
+        """A PostgreSQL transaction: SQLAlchemy's connection pool and transaction
+        handling, statements on the connection's DBAPI cursor."""
         with self.engine.connect() as conn, conn.begin():
-            tx = SqlTx(conn, self._statements, write=True)
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            cursor = dbapi.cursor()
             try:
-                yield tx
+                yield SqlTx(cursor, self._statements, write)
             finally:
-                tx.close()
-
-    @contextmanager
-    def read(self) -> Iterator[SqlTx]:
-        with self.engine.connect() as conn:
-            if self._sqlite:
-                conn.execution_options(**{_READ_ONLY: True})
-            with conn.begin():
-                tx = SqlTx(conn, self._statements, write=False)
-                try:
-                    yield tx
-                finally:
-                    tx.close()
+                cursor.close()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         self.engine.dispose()
