@@ -18,7 +18,7 @@ from dsl.diagnostics import render_text
 from engine.blueprint import Blueprint, RuleBp
 from engine.load import PackResult, load_pack_path
 from engine.model import Pack
-from runtime import access, commands, packs, rules, sla
+from runtime import access, commands, packs, rules, schedules, sla
 from runtime.actors import Actor
 from runtime.clock import Clock, SystemClock
 from runtime.records import (
@@ -132,7 +132,10 @@ class Runtime:
         model = _valid_pack(pack)
         who = actor or Actor.system(tenant)
         with self.store.transaction() as tx:
-            row, _ = packs.publish(tx, tenant, model, who, self.clock.now(), migrate)
+            row, created = packs.publish(tx, tenant, model, who, self.clock.now(), migrate)
+            if created:
+                bp = packs.blueprint_of(row)
+                tx.add_timers(schedules.timers_for(bp, tenant, self.clock.now(), self.new_id))
         return row
 
     def versions(self, tenant: str, pack: str) -> list[PackVersionRow]:
@@ -352,9 +355,7 @@ class Runtime:
         _, t = self._read(ticket_id, actor)
         return self._view(t, actor)
 
-    def form_schema(
-        self, template: str, actor: Actor, state: str | None = None
-    ) -> dict[str, Any]:
+    def form_schema(self, template: str, actor: Actor, state: str | None = None) -> dict[str, Any]:
         """The JSON Schema of a template's form for this actor in `state` (the initial
         state when omitted): fields it may not write are read-only, fields it may not read
         are left out, labels are in the actor's locale."""
@@ -519,6 +520,20 @@ class Runtime:
         tx.mark_timer(timer, "fired", at)
         self.last_notes = unit.notes
 
+    def _run_schedule(self, unit: Unit, timer: TimerRow) -> None:
+        """Run a scheduled rule if its version is still the newest (a newer version has
+        timers of its own), then set the timer for the next run."""
+        pack, version = timer.payload["pack"], timer.payload["version"]
+        with_heads = unit.tx.pack_heads(unit.tenant)
+        if with_heads.get(pack) != version:
+            return
+        bp = self.blueprint(unit.tenant, pack, version)
+        rule = schedules.rule_named(bp, timer.payload["rule"])
+        if rule is None:
+            return
+        rules.run_scheduled(unit, bp, rule)
+        _schedule_next(unit, bp, rule, max(unit.now, timer.due_at))
+
     def _give_up(self, timer: TimerRow, at: datetime, exc: Exception) -> None:
         """A timer that fails on its own is set aside (cancelled) and the failure recorded,
         so it cannot block the queue."""
@@ -536,6 +551,9 @@ class Runtime:
             unit.flush()
 
     def _fire(self, unit: Unit, timer: TimerRow) -> None:
+        if timer.kind == "schedule":
+            self._run_schedule(unit, timer)
+            return
         if timer.ticket_id is None:
             return
         try:
@@ -554,6 +572,10 @@ class Runtime:
             rule = _rule_named(t.bp, payload["rule"])
             if rule is not None and _still_applies(t, payload):
                 rules.fire(unit, t, rule, 0)
+
+
+def _schedule_next(unit: Unit, bp: Blueprint, rule: RuleBp, at: datetime) -> None:
+    unit.timers.extend(schedules.timers_for(bp, unit.tenant, at, unit.new_id, (rule,)))
 
 
 def _settle(unit: Unit) -> None:

@@ -237,6 +237,7 @@ class BusinessCalendar:
         if record is None:
             if len(self._days) >= _MAX_CACHED_DAYS:
                 self._days.clear()
+                self._hours.clear()
             record = self._days[k] = self._compute_day(k)
         return record
 

@@ -285,3 +285,34 @@ def _raise_priority(unit: Unit, t: Tracked, action: RaisePriorityAction, depth: 
             return
         target = options[options.index(current) - 1]
     commands.update(unit, t, Actor.system(unit.tenant), {spec.field: target}, depth)
+
+
+def run_scheduled(unit: Unit, bp: Any, rule: RuleBp) -> None:
+    """A scheduled rule's actions: they have no ticket of their own, so only actions that
+    need none run (create_ticket, notify, webhook); others are noted and skipped."""
+    unit.notes.append(f"scheduled rule {rule.name} ran")
+    for action in rule.actions:
+        try:
+            if isinstance(action, CreateTicketAction):
+                _create_scheduled(unit, bp, action)
+            elif isinstance(action, NotifyAction | WebhookAction):
+                _outbox_scheduled(unit, rule, action)
+            else:
+                unit.notes.append(f"scheduled rule {rule.name}: an action needs a ticket; skipped")
+        except (TicketflowError, RenderError) as exc:
+            unit.notes.append(f"scheduled rule {rule.name} failed: {exc}")
+
+
+def _create_scheduled(unit: Unit, bp: Any, action: CreateTicketAction) -> None:
+    spec = action.create_ticket
+    tpl = bp.templates[spec.template]
+    context: dict[str, Any] = {"ticket": {}}
+    values = {k: _typed(tpl, k, render_value(v, context)) for k, v in spec.fields.items()}
+    commands.create(unit, bp, tpl, Actor.system(unit.tenant), values, channel=None, depth=1)
+
+
+def _outbox_scheduled(unit: Unit, rule: RuleBp, action: NotifyAction | WebhookAction) -> None:
+    kind = "notify" if isinstance(action, NotifyAction) else "webhook"
+    spec = action.notify if isinstance(action, NotifyAction) else action.webhook
+    payload = {"source": f"rule:{rule.name}", **spec.model_dump(by_alias=True, exclude_none=True)}
+    unit.outbox.append(OutboxRow(unit.tenant, unit.new_id(), unit.now, kind, None, payload))

@@ -674,6 +674,8 @@ class Simulation:
             return f"rule {timer.payload.get('rule')} on {ticket}"
         if timer.kind == "event":
             return f"event {timer.payload.get('event')} on {ticket}"
+        if timer.kind == "schedule":
+            return f"scheduled rule {timer.payload.get('rule')}"
         if timer.kind == "sla":
             return f"sla {timer.payload.get('metric')} {timer.payload.get('point')} on {ticket}"
         return f"{timer.kind} on {ticket}"

@@ -113,7 +113,9 @@ def calendar_of(bp: Blueprint, name: str | None) -> BusinessCalendar:
         if name is None:
             found = BusinessCalendar.always()
         else:
-            found = BusinessCalendar.from_model(bp.model.calendars[name], bp.model.timezone)
+            found = BusinessCalendar.from_model(
+                bp.model.calendars[name], bp.model.timezone, name=name
+            )
         bp.memo[key] = found
     return found
 
@@ -203,7 +205,11 @@ def _step(
 
 
 def _wanted(
-    t: Tracked, policy: CompiledPolicy, metric: str, clock: dict[str, Any], act: Activity,
+    t: Tracked,
+    policy: CompiledPolicy,
+    metric: str,
+    clock: dict[str, Any],
+    act: Activity,
     env: dict[str, Any],
 ) -> str:
     """The status the clock should have now: idle, running, paused or stopped."""
@@ -223,7 +229,11 @@ def _wanted(
 
 
 def _active(
-    t: Tracked, policy: CompiledPolicy, metric: str, status: str, act: Activity,
+    t: Tracked,
+    policy: CompiledPolicy,
+    metric: str,
+    status: str,
+    act: Activity,
     env: dict[str, Any],
 ) -> bool:
     if metric == "first_response":
@@ -274,7 +284,11 @@ def _move(unit: Unit, t: Tracked, policy: CompiledPolicy, clock: dict[str, Any],
 
 
 def _retarget(
-    unit: Unit, t: Tracked, policy: CompiledPolicy, clock: dict[str, Any], target: timedelta,
+    unit: Unit,
+    t: Tracked,
+    policy: CompiledPolicy,
+    clock: dict[str, Any],
+    target: timedelta,
     priority: Any,
 ) -> None:
     before = clock["target"]
