@@ -98,6 +98,7 @@ class Runtime:
         self._lock = Lock()
         self.last_notes: list[str] = []
         self._timer_failures: dict[str, int] = {}
+        self._timer_conflicts: dict[str, int] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -482,7 +483,9 @@ class Runtime:
     def _fire_batch(self, at: datetime, size: int) -> int:
         with self.store.transaction() as tx:
             due = tx.due_timers(at, size)
-            for timer in due:
+            # Ticket by ticket (each ticket's timers still in due order), so that workers
+            # whose batches share tickets touch them in the same order instead of deadlocking.
+            for timer in sorted(due, key=lambda x: (x.tenant_id, x.ticket_id or "", x.due_at)):
                 self._fire_timer(tx, timer, at)
         return len(due)
 
@@ -498,13 +501,21 @@ class Runtime:
                     timer = due[0]
                     self._fire_timer(tx, timer, at)
             except Conflict:
-                return done  # a command changed the ticket meanwhile: retried next time
+                # A command changed the ticket meanwhile: a retry reads it afresh.
+                if timer is None or self._conflicts(timer) > 3:
+                    return done
+                continue
             except Exception as exc:
                 if timer is None or not self._failed_twice(timer):
                     return done  # e.g. a deadlock or a lost connection: retried next time
                 self._give_up(timer, at, exc)
             done += 1
         return done
+
+    def _conflicts(self, timer: TimerRow) -> int:
+        count = self._timer_conflicts.get(timer.id, 0) + 1
+        self._timer_conflicts[timer.id] = count
+        return count
 
     def _failed_twice(self, timer: TimerRow) -> bool:
         """A timer that fails twice in a row on its own is set aside rather than retried
@@ -519,6 +530,8 @@ class Runtime:
         _settle(unit)
         tx.mark_timer(timer, "fired", at)
         self.last_notes = unit.notes
+        self._timer_conflicts.pop(timer.id, None)
+        self._timer_failures.pop(timer.id, None)
 
     def _run_schedule(self, unit: Unit, timer: TimerRow) -> None:
         """Run a scheduled rule if its version is still the newest (a newer version has

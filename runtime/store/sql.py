@@ -324,7 +324,8 @@ timers = Table(
     _text("key"),
     _text("status"),
     _time("fired_at", null=True),
-    Index("ix_timers_due", "status", "due_at"),
+    # The due query's whole ORDER BY, so PostgreSQL never sorts all overdue timers.
+    Index("ix_timers_due", "status", "due_at", "tenant_id", "id"),
     Index("ix_timers_ticket", "tenant_id", "ticket_id", "key"),
 )
 
@@ -840,8 +841,8 @@ class SqlTx:
             return
         values = dict(zip(_TICKET_COLS, _ticket_values(row), strict=True))
         # Every column: PostgreSQL compares old and new index keys itself (HOT).
-        values.update(version=expected_version + 1, t=row.tenant_id, i=row.id)
-        values["expected"] = expected_version
+        values.update(version=expected_version + 1, expected=expected_version)
+        values.update(t=row.tenant_id, i=row.id)
         prepared = self._st["update_ticket"]
         self._cur.execute(prepared.sql, prepared.params(values))
         if self._cur.rowcount != 1:
@@ -1040,7 +1041,9 @@ class SqlTx:
 
 # -- engines and the store ------------------------------------------------------------------
 
-_READ_ONLY = "ticketflow_read_only"  # execution option marking a read transaction
+# An execution option marking a read transaction on a Core connection of the engine (the
+# store's own transactions begin in `_SqliteScope`).
+_READ_ONLY = "ticketflow_read_only"
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -1050,7 +1053,8 @@ _SQLITE_PRAGMAS = (
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Stop the driver from issuing its own (deferred) BEGIN; `_sqlite_begin` does it.
+    # Stop the driver from issuing its own (deferred) BEGIN; `_sqlite_begin` does it (on
+    # the store's own connections, `_SqliteScope`).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in _SQLITE_PRAGMAS:
@@ -1062,8 +1066,8 @@ def _sqlite_begin(conn: Connection) -> None:
     # A write takes the write lock now rather than upgrading a read lock later, which
     # SQLite refuses (SQLITE_BUSY, no waiting) when another writer got there first.
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
-    # Straight on the driver: this runs once per transaction, and going through
-    # `exec_driver_sql` costs more than SQLite's BEGIN and COMMIT together.
+    # Straight on the driver: going through `exec_driver_sql` costs more than SQLite's
+    # BEGIN and COMMIT together.
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     dbapi.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
@@ -1158,16 +1162,17 @@ class _SqlitePool:
         the parent's are dropped (not closed: that is the parent's business); the child
         opens its own."""
         self._lock = threading.Lock()
+        self._shared_lock = threading.RLock()
         self._free = []
 
     def checkout(self) -> _Conn:
+        if self._closed:
+            raise RuntimeError("the store is closed")
         shared = self._shared
         if shared is not None:
             self._shared_lock.acquire()
             return shared
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the store is closed")
             if self._free:
                 return self._free.pop()
         proxied = self._engine.raw_connection()

@@ -1,4 +1,6 @@
-"""SLA clocks live in the ticket row, so they commit with the command that moved them.
+"""SLA clocks live in the ticket row, so they commit with the command that moved them; the
+due-timer index covers the due query's whole ORDER BY (due_at, tenant_id, id), so that
+PostgreSQL walks the index instead of sorting every overdue timer.
 
 Revision ID: 0002
 Revises: 0001
@@ -24,7 +26,11 @@ def upgrade() -> None:
         postgresql.JSONB(none_as_null=True), "postgresql"
     )
     op.add_column("tickets", sa.Column("sla", kind, nullable=True))
+    op.drop_index("ix_timers_due", table_name="timers")
+    op.create_index("ix_timers_due", "timers", ["status", "due_at", "tenant_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_timers_due", table_name="timers")
+    op.create_index("ix_timers_due", "timers", ["status", "due_at"])
     op.drop_column("tickets", "sla")
