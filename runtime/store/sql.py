@@ -1078,7 +1078,9 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "postgresql":
-        return create_engine(parsed, isolation_level="READ COMMITTED", json_serializer=_dumps)
+        # No json_serializer here: SQLAlchemy would hand psycopg a closure per connection,
+        # which psycopg warns leaks; psycopg's own json.dumps stores the same JSONB values.
+        return create_engine(parsed, isolation_level="READ COMMITTED")
     if backend != "sqlite":
         raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
