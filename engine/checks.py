@@ -50,6 +50,8 @@ from engine.values import parse_clock, parse_duration, parse_hours
 BUILTIN_FIELDS = frozenset(
     {"title", "description", "assignee", "team", "requester", "watchers", "tags", "channel"}
 )
+# What a scheduled rule (no ticket of its own) can do.
+SCHEDULED_ACTIONS = frozenset({"create_ticket", "notify", "webhook"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
@@ -733,12 +735,40 @@ class PackChecker:
                 self.field_anywhere(field, scope, (*tpath, "updated", i))
         elif isinstance(trig, ScheduleTrigger):
             self._check_cron(trig.schedule, (*tpath, "schedule"))
+            self._check_scheduled_actions(rule, base)
             if trig.calendar is not None:
                 self.reference("calendar", trig.calendar, self.pack.calendars, (*tpath, "calendar"))
         elif isinstance(trig, SlaTrigger) and trig.metric is not None:
             self.reference("SLA metric", trig.metric, self._all_metrics(), (*tpath, "metric"))
         for i, action in enumerate(rule.do):
             self.check_action(action, (*base, "do", i), scope)
+
+    def _check_scheduled_actions(self, rule: Rule, base: JsonPath) -> None:
+        """A scheduled rule runs without a ticket: only actions that need none can run."""
+        for i, action in enumerate(rule.do):
+            kind = next(iter(type(action).model_fields))
+            if kind not in SCHEDULED_ACTIONS:
+                self.report(
+                    "needs-ticket",
+                    f"a scheduled rule has no ticket to {kind.replace('_', ' ')}",
+                    (*base, "do", i),
+                    "on a schedule use create_ticket, notify or webhook; "
+                    "act on the new ticket with a rule `on: created`",
+                    key=True,
+                )
+            elif kind == "notify":
+                self._check_scheduled_recipients(action, (*base, "do", i, "notify", "to"))
+
+    def _check_scheduled_recipients(self, action: Any, path: JsonPath) -> None:
+        targets = action.notify.to if isinstance(action.notify.to, list) else [action.notify.to]
+        for target in targets:
+            if not target.startswith(("role:", "team:", "user:")):
+                self.report(
+                    "needs-ticket",
+                    f"a scheduled rule has no ticket, so no '{target}' to notify",
+                    path,
+                    "notify role:<name>, team:<name> or user:<id>",
+                )
 
     def _all_metrics(self) -> set[str]:
         return set(STANDARD_METRICS) | {m for p in self.pack.sla.values() for m in p.metrics}
