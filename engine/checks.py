@@ -44,7 +44,7 @@ from engine.model import (
     Workflow,
 )
 from engine.rule_graph import unconditional_cycles
-from engine.values import parse_clock, parse_duration, parse_hours
+from engine.values import DAYS, parse_clock, parse_days, parse_duration, parse_hours
 
 # Ticket attributes every template has, usable wherever a field name is expected.
 BUILTIN_FIELDS = frozenset(
@@ -52,7 +52,6 @@ BUILTIN_FIELDS = frozenset(
 )
 # What a scheduled rule (no ticket of its own) can do.
 SCHEDULED_ACTIONS = frozenset({"create_ticket", "notify", "webhook"})
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
 ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user):(\S+))$")
@@ -208,18 +207,10 @@ class PackChecker:
             )
 
     def _days(self, spec: str) -> list[str] | None:
-        days: list[str] = []
-        for part in spec.lower().replace(" ", "").split(","):
-            start, sep, end = part.partition("-")
-            if start not in DAYS or (sep and end not in DAYS):
-                return None
-            if sep:
-                i, j = DAYS.index(start), DAYS.index(end)
-                span = DAYS[i : j + 1] if i <= j else DAYS[i:] + DAYS[: j + 1]
-                days.extend(span)
-            else:
-                days.append(start)
-        return days
+        try:
+            return [DAYS[i] for i in parse_days(spec)]
+        except ValueError:
+            return None
 
     def _check_week(self, week: dict[str, Any], path: JsonPath) -> None:
         owner: dict[str, str] = {}

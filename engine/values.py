@@ -88,6 +88,23 @@ def _check_regex(value: str) -> str:
 _CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_days(spec: str) -> list[int]:
+    """`mon-fri` → [0, 1, 2, 3, 4] (Monday is 0); `sat,sun` and wrapping `fri-mon` too.
+    Raises ValueError for anything else."""
+    days: list[int] = []
+    for part in spec.lower().replace(" ", "").split(","):
+        first, sep, last = part.partition("-")
+        if first not in DAYS or (sep and last not in DAYS):
+            raise ValueError(f"'{spec}' is not a day or day range")
+        i = DAYS.index(first)
+        j = DAYS.index(last) if sep else i
+        days.extend((i + n) % 7 for n in range((j - i) % 7 + 1))
+    return days
+
+
 def parse_clock(text: str) -> time | None:
     """`09:30` → time; `24:00` → None meaning end of day; raises ValueError otherwise."""
     m = _CLOCK.match(text.strip())

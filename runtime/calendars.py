@@ -32,13 +32,12 @@ from typing import TYPE_CHECKING, Final, cast
 from zoneinfo import ZoneInfo
 
 from engine.model import Calendar, HolidaySource, Pack
-from engine.values import parse_clock, parse_hours
+from engine.values import DAYS, parse_clock, parse_days, parse_hours
 
 if TYPE_CHECKING:
     from engine.blueprint import Blueprint
 
 # Day names in weekday order (Monday = 0), as the pack format writes them (engine/checks.py).
-DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
@@ -333,20 +332,6 @@ def week_spans(week: Mapping[str, str | list[str]] | str) -> list[list[Span]]:
         for day in parse_days(spec):
             spans[day].extend(day_spans)
     return spans
-
-
-def parse_days(spec: str) -> list[int]:
-    """`mon-fri` → [0..4]; `sat,sun`, `fri-mon` (wrapping) too. The same reading as
-    engine/checks.py `PackChecker._days`, which is private to the checker."""
-    days: list[int] = []
-    for part in spec.lower().replace(" ", "").split(","):
-        first, sep, last = part.partition("-")
-        if first not in DAYS or (sep and last not in DAYS):
-            raise ValueError(f"'{spec}' is not a day or day range")
-        i = DAYS.index(first)
-        j = DAYS.index(last) if sep else i
-        days.extend((i + n) % 7 for n in range((j - i) % 7 + 1))
-    return days
 
 
 def _span(start: str, end: str) -> Span:

@@ -26,7 +26,8 @@ from conftest import EXAMPLES
 from engine.blueprint import compile_pack
 from engine.load import load_pack_path
 from engine.model import Calendar
-from runtime.calendars import BusinessCalendar, calendars_of, parse_days
+from engine.values import parse_days
+from runtime.calendars import BusinessCalendar, calendars_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
