@@ -195,6 +195,14 @@ class PackChecker:
         base: JsonPath = ("calendars", name)
         if isinstance(cal.week, dict):
             self._check_week(cal.week, (*base, "week"))
+            if not self._ever_open(cal.week) and not cal.extra_workdays:
+                self.report(
+                    "calendar-never-open",
+                    f"calendar '{name}' has no open hours on any day",
+                    (*base, "week"),
+                    "give at least one day hours, e.g. mon-fri: 09:00-18:00, or use 24x7; "
+                    "SLA clocks on a closed calendar would never run",
+                )
         self._check_holidays(cal, base)
         both = set(cal.extra_holidays) & set(cal.extra_workdays)
         for day in sorted(both):
@@ -205,6 +213,17 @@ class PackChecker:
                 (*base, "extra_workdays", i),
                 "keep it in one of the two lists",
             )
+
+    @staticmethod
+    def _ever_open(week: dict[str, Any]) -> bool:
+        for hours in week.values():
+            for value in hours if isinstance(hours, list) else [hours]:
+                try:
+                    if parse_hours(value):
+                        return True
+                except ValueError:
+                    return True  # a malformed value has its own diagnostic
+        return False
 
     def _days(self, spec: str) -> list[str] | None:
         try:
