@@ -7,11 +7,11 @@ Compile once per published pack version; tickets are pinned to their version's b
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from dsl.expressions import parse_expression
 from engine.expr_eval import Compiled, compile_expression
@@ -39,6 +39,7 @@ from engine.values import parse_duration
 if TYPE_CHECKING:
     from engine.form_schema import TemplateForm
 
+T = TypeVar("T")
 ALL = "*"
 SYSTEM_ROLE = "system"
 
@@ -373,6 +374,7 @@ class Blueprint:
     grants: Mapping[str, tuple[Grant, ...]]
     rules: Mapping[tuple[str, str], tuple[RuleBp, ...]]
     scheduled: tuple[RuleBp, ...]
+    rules_by_name: Mapping[str, RuleBp]
     messages: Mapping[str, LocalizedText]
     teams: frozenset[str] = field(default_factory=frozenset)
     # Derived answers (e.g. the fields a set of roles may write in a state), computed on
@@ -381,6 +383,12 @@ class Blueprint:
 
     def rules_for(self, event: str, template: str) -> tuple[RuleBp, ...]:
         return self.rules.get((event, template), ())
+
+    def memoised(self, key: Any, compute: Callable[[], T]) -> T:
+        """`compute()` the first time `key` is asked for, the stored answer after."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return cast(T, self.memo[key])
 
 
 def _staff_roles(pack: Pack) -> frozenset[str]:
@@ -408,6 +416,7 @@ def compile_pack(pack: Pack, version: int = 0) -> Blueprint:
         grants=compile_grants(pack),
         rules=index_rules(rules, list(templates)),
         scheduled=tuple(sorted((r for r in rules if r.cron), key=lambda r: r.order)),
+        rules_by_name=MappingProxyType({r.name: r for r in rules}),
         messages=MappingProxyType(dict(pack.messages)),
         teams=frozenset(pack.teams),
     )

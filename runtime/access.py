@@ -17,12 +17,10 @@ ASSIGNMENT = frozenset({"assignee", "team"})
 
 def grants_for(bp: Blueprint, actor: Actor, template: str) -> list[Grant]:
     """The actor's permission entries that cover `template`."""
-    key = ("grants", actor.roles, template)
-    found: list[Grant] | None = bp.memo.get(key)
-    if found is None:
-        found = [g for role in actor.roles for g in bp.grants.get(role, ()) if g.covers(template)]
-        bp.memo[key] = found
-    return found
+    return bp.memoised(
+        ("grants", actor.roles, template),
+        lambda: [g for role in actor.roles for g in bp.grants.get(role, ()) if g.covers(template)],
+    )
 
 
 def is_assignee(row: TicketRow, actor: Actor) -> bool:
@@ -91,38 +89,26 @@ def readable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozen
     if actor.is_system:
         return tpl.field_names
     key = ("read", actor.roles, tpl.name, state)
-    found: frozenset[str] | None = bp.memo.get(key)
-    if found is None:
-        found = bp.memo[key] = _readable(bp, actor, tpl, state)
-    return found
-
-
-def _readable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
-    universe = tpl.field_names
-    out: set[str] = set()
-    for grant in grants_for(bp, actor, tpl.name):
-        read, _ = _state_sets(grant, state)
-        out |= _union([read], universe) - grant.hide
-    return frozenset(out)
+    return bp.memoised(key, lambda: _granted(bp, actor, tpl, state, 0, tpl.field_names))
 
 
 def writable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
     """Fields (and `assignee`/`team`) the actor may change in `state`."""
-    if actor.is_system:
-        return tpl.field_names | ASSIGNMENT
-    key = ("write", actor.roles, tpl.name, state)
-    found: frozenset[str] | None = bp.memo.get(key)
-    if found is None:
-        found = bp.memo[key] = _writable(bp, actor, tpl, state)
-    return found
-
-
-def _writable(bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str) -> frozenset[str]:
     universe = tpl.field_names | ASSIGNMENT
+    if actor.is_system:
+        return universe
+    key = ("write", actor.roles, tpl.name, state)
+    return bp.memoised(key, lambda: _granted(bp, actor, tpl, state, 1, universe))
+
+
+def _granted(
+    bp: Blueprint, actor: Actor, tpl: TemplateBp, state: str, side: int, universe: frozenset[str]
+) -> frozenset[str]:
+    """The union over the actor's grants of their read (side 0) or write (side 1) fields in
+    `state`, each without its hidden fields."""
     out: set[str] = set()
     for grant in grants_for(bp, actor, tpl.name):
-        _, write = _state_sets(grant, state)
-        out |= _union([write], universe) - grant.hide
+        out |= _union([_state_sets(grant, state)[side]], universe) - grant.hide
     return frozenset(out)
 
 

@@ -132,11 +132,14 @@ class Runtime:
         """Publish a pack as a new immutable version (see `runtime.packs.publish`)."""
         model = _valid_pack(pack)
         who = actor or Actor.system(tenant)
+        now = self.clock.now()
         with self.store.transaction() as tx:
-            row, created = packs.publish(tx, tenant, model, who, self.clock.now(), migrate)
-            if created:
-                bp = packs.blueprint_of(row)
-                tx.add_timers(schedules.timers_for(bp, tenant, self.clock.now(), self.new_id))
+            row, bp = packs.publish(tx, tenant, model, who, now, migrate)
+            if bp is not None:
+                tx.add_timers(schedules.timers_for(bp, tenant, now, self.new_id))
+        if bp is not None:
+            with self._lock:
+                self._blueprints[(tenant, row.pack, row.version)] = bp
         return row
 
     def versions(self, tenant: str, pack: str) -> list[PackVersionRow]:
@@ -178,6 +181,24 @@ class Runtime:
 
     def _view(self, t: Tracked, actor: Actor) -> Ticket:
         return view(t.row, access.readable(t.bp, actor, t.tpl, t.row.state))
+
+    def _on_ticket(
+        self,
+        ticket_id: str,
+        actor: Actor,
+        expected_version: int | None,
+        do: Callable[[Unit, Tracked], object],
+    ) -> Ticket:
+        """A command on one ticket: visible to the actor, at the version it expects."""
+
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            commands.ensure_visible(unit, t, actor)
+            self._expect(t, expected_version)
+            do(unit, t)
+            return t
+
+        return self._command(actor, work)
 
     @staticmethod
     def _expect(t: Tracked, expected_version: int | None) -> None:
@@ -241,15 +262,9 @@ class Runtime:
         expected_version: int | None = None,
     ) -> Ticket:
         """Change field values."""
-
-        def work(unit: Unit) -> Tracked:
-            t = unit.load(ticket_id)
-            commands.ensure_visible(unit, t, actor)
-            self._expect(t, expected_version)
-            commands.update(unit, t, actor, fields)
-            return t
-
-        return self._command(actor, work)
+        return self._on_ticket(
+            ticket_id, actor, expected_version, lambda u, t: commands.update(u, t, actor, fields)
+        )
 
     def transition(
         self,
@@ -261,15 +276,12 @@ class Runtime:
         expected_version: int | None = None,
     ) -> Ticket:
         """Take a transition, with the values its form asks for."""
-
-        def work(unit: Unit) -> Tracked:
-            t = unit.load(ticket_id)
-            commands.ensure_visible(unit, t, actor)
-            self._expect(t, expected_version)
-            commands.transition(unit, t, actor, name, fields, comment)
-            return t
-
-        return self._command(actor, work)
+        return self._on_ticket(
+            ticket_id,
+            actor,
+            expected_version,
+            lambda u, t: commands.transition(u, t, actor, name, fields, comment),
+        )
 
     def comment(
         self,
@@ -280,27 +292,20 @@ class Runtime:
         attachments: list[dict[str, Any]] | None = None,
     ) -> Ticket:
         """Add a public comment, or an internal note (staff only)."""
-
-        def work(unit: Unit) -> Tracked:
-            t = unit.load(ticket_id)
-            commands.comment(unit, t, actor, body, internal, attachments)
-            return t
-
-        return self._command(actor, work)
+        return self._on_ticket(
+            ticket_id,
+            actor,
+            None,
+            lambda u, t: commands.comment(u, t, actor, body, internal, attachments),
+        )
 
     def assign(
         self, ticket_id: str, to: str, actor: Actor, expected_version: int | None = None
     ) -> Ticket:
         """Assign to `user:<id>` (or a bare id), `role:<name>`, `team:<name>` or `none`."""
-
-        def work(unit: Unit) -> Tracked:
-            t = unit.load(ticket_id)
-            commands.ensure_visible(unit, t, actor)
-            self._expect(t, expected_version)
-            commands.assign(unit, t, actor, to)
-            return t
-
-        return self._command(actor, work)
+        return self._on_ticket(
+            ticket_id, actor, expected_version, lambda u, t: commands.assign(u, t, actor, to)
+        )
 
     # -- bulk ----------------------------------------------------------------------------------
 
@@ -541,8 +546,8 @@ class Runtime:
         if with_heads.get(pack) != version:
             return
         bp = self.blueprint(unit.tenant, pack, version)
-        rule = schedules.rule_named(bp, timer.payload["rule"])
-        if rule is None:
+        rule = bp.rules_by_name.get(timer.payload["rule"])
+        if rule is None or rule.cron is None:
             return
         rules.run_scheduled(unit, bp, rule)
         _schedule_next(unit, bp, rule, max(unit.now, timer.due_at))
@@ -582,7 +587,7 @@ class Runtime:
 
             sla.fire(unit, t, payload)
         elif timer.kind == "rule":
-            rule = _rule_named(t.bp, payload["rule"])
+            rule = t.bp.rules_by_name.get(payload["rule"])
             if rule is not None and _still_applies(t, payload):
                 rules.fire(unit, t, rule, 0)
 
@@ -610,21 +615,15 @@ def _settle(unit: Unit) -> None:
 def _shown(t: Tracked, actor: Actor, now: datetime, text: str | None) -> bool:
     """A row the store matched is shown if the actor may see it and, for a text search,
     the text is in what the actor may read (never only in a hidden field)."""
-    env = build_env(t.row, t.tpl, actor, now)
+    env = None
+    if access.needs_env_to_see(t.bp, actor, t.row.template):
+        env = build_env(t.row, t.tpl, actor, now)
     if not access.can_see(t.bp, actor, t.row, env):
         return False
     if not text:
         return True
     readable = access.readable(t.bp, actor, t.tpl, t.row.state)
     return text.lower() in commands.search_text(t.row, t.tpl, readable)
-
-
-def _rule_named(bp: Blueprint, name: str) -> RuleBp | None:
-    for found in bp.rules.values():
-        for rule in found:
-            if rule.name == name:
-                return rule
-    return None
 
 
 def _still_applies(t: Tracked, payload: dict[str, Any]) -> bool:

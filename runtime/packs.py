@@ -39,16 +39,16 @@ def publish(
     actor: Actor,
     now: datetime,
     migrate: Mapping[str, str] | None = None,
-) -> tuple[PackVersionRow, bool]:
-    """Store `pack` as the next version; (row, created). Publishing what is already the
-    latest version is a no-op. Refused when open tickets sit in states the new version
-    lacks and `migrate` does not say where they go."""
+) -> tuple[PackVersionRow, Blueprint | None]:
+    """Store `pack` as the next version; (row, its compiled blueprint). Publishing what is
+    already the latest version is a no-op: (that row, None). Refused when open tickets sit
+    in states the new version lacks and `migrate` does not say where they go."""
     document = document_of(pack)
     digest = digest_of(document)
-    versions = tx.pack_versions(tenant, pack.pack)
-    latest = versions[-1] if versions else None
+    head = tx.pack_heads(tenant).get(pack.pack)
+    latest = tx.pack_version(tenant, pack.pack, head) if head is not None else None
     if latest is not None and latest.digest == digest and not migrate:
-        return latest, False
+        return latest, None
     version = (latest.version if latest else 0) + 1
     bp = compile_pack(pack, version)
     _check_states_in_use(tx, tenant, bp, migrate or {})
@@ -58,7 +58,7 @@ def publish(
     before = {"version": latest.version, "digest": latest.digest} if latest else None
     after = {"version": version, "digest": digest, "migrated": moved}
     tx.add_audit(tenant, [_publish_audit(actor, now, pack.pack, before, after)])
-    return row, True
+    return row, bp
 
 
 def _publish_audit(

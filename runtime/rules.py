@@ -167,15 +167,27 @@ def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
 
 
 def _outbox(unit: Unit, t: Tracked, action: NotifyAction | WebhookAction, source: str) -> None:
-    kind = "notify" if isinstance(action, NotifyAction) else "webhook"
+    payload = _queue(unit, t.row.id, action, source, {"ref": t.row.ref})
+    unit.event(t, f"{_kind(action)}.queued", "system", {"source": source, **_summary(payload)})
+
+
+def _kind(action: NotifyAction | WebhookAction) -> str:
+    return "notify" if isinstance(action, NotifyAction) else "webhook"
+
+
+def _queue(
+    unit: Unit,
+    ticket_id: str | None,
+    action: NotifyAction | WebhookAction,
+    source: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """One outbox row for a notify or webhook action; returns its payload."""
     spec = action.notify if isinstance(action, NotifyAction) else action.webhook
-    payload = {
-        "source": source,
-        "ref": t.row.ref,
-        **spec.model_dump(by_alias=True, exclude_none=True),
-    }
-    unit.outbox.append(OutboxRow(unit.tenant, unit.new_id(), unit.now, kind, t.row.id, payload))
-    unit.event(t, f"{kind}.queued", "system", {"source": source, **_summary(payload)})
+    payload = {"source": source, **extra, **spec.model_dump(by_alias=True, exclude_none=True)}
+    row = OutboxRow(unit.tenant, unit.new_id(), unit.now, _kind(action), ticket_id, payload)
+    unit.outbox.append(row)
+    return payload
 
 
 def _summary(payload: dict[str, Any]) -> dict[str, Any]:
@@ -204,8 +216,7 @@ def template_context(t: Tracked) -> dict[str, Any]:
 def _create_linked(unit: Unit, t: Tracked, action: CreateTicketAction, depth: int) -> None:
     spec = action.create_ticket
     tpl = t.bp.templates[spec.template]
-    context = template_context(t)
-    values = {k: _typed(tpl, k, render_value(v, context)) for k, v in spec.fields.items()}
+    values = _values(tpl, spec.fields, template_context(t))
     child = commands.create(
         unit,
         t.bp,
@@ -296,7 +307,7 @@ def run_scheduled(unit: Unit, bp: Any, rule: RuleBp) -> None:
             if isinstance(action, CreateTicketAction):
                 _create_scheduled(unit, bp, action)
             elif isinstance(action, NotifyAction | WebhookAction):
-                _outbox_scheduled(unit, rule, action)
+                _queue(unit, None, action, f"rule:{rule.name}", {})
             else:
                 unit.notes.append(f"scheduled rule {rule.name}: an action needs a ticket; skipped")
         except (TicketflowError, RenderError) as exc:
@@ -306,13 +317,10 @@ def run_scheduled(unit: Unit, bp: Any, rule: RuleBp) -> None:
 def _create_scheduled(unit: Unit, bp: Any, action: CreateTicketAction) -> None:
     spec = action.create_ticket
     tpl = bp.templates[spec.template]
-    context: dict[str, Any] = {"ticket": {}}
-    values = {k: _typed(tpl, k, render_value(v, context)) for k, v in spec.fields.items()}
+    values = _values(tpl, spec.fields, {"ticket": {}})
     commands.create(unit, bp, tpl, Actor.system(unit.tenant), values, channel=None, depth=1)
 
 
-def _outbox_scheduled(unit: Unit, rule: RuleBp, action: NotifyAction | WebhookAction) -> None:
-    kind = "notify" if isinstance(action, NotifyAction) else "webhook"
-    spec = action.notify if isinstance(action, NotifyAction) else action.webhook
-    payload = {"source": f"rule:{rule.name}", **spec.model_dump(by_alias=True, exclude_none=True)}
-    unit.outbox.append(OutboxRow(unit.tenant, unit.new_id(), unit.now, kind, None, payload))
+def _values(tpl: Any, fields: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """A create_ticket action's values: templates rendered, numbers typed."""
+    return {k: _typed(tpl, k, render_value(v, context)) for k, v in fields.items()}

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter  # type: ignore[import-untyped]
 
 from engine.blueprint import Blueprint, RuleBp
+from runtime.calendars import calendars_of
 from runtime.records import TimerRow
 
 MAX_SKIPPED = 1000  # runs skipped in a row by a calendar before giving up (e.g. all closed)
@@ -32,11 +33,9 @@ def next_run(bp: Blueprint, rule: RuleBp, after: datetime) -> datetime | None:
     """The first run of `rule` strictly after `after` (UTC), or None if its calendar never
     opens at a run time."""
     assert rule.cron is not None
-    from runtime.sla import calendar_of  # shares the blueprint's compiled calendars
-
     tz = ZoneInfo(bp.model.timezone)
     runs = croniter(rule.cron, after.astimezone(tz))
-    calendar = calendar_of(bp, rule.calendar) if rule.calendar else None
+    calendar = calendars_of(bp)[rule.calendar] if rule.calendar else None
     for _ in range(MAX_SKIPPED):
         run: datetime = runs.get_next(datetime).astimezone(UTC)
         if calendar is None or calendar.is_open(run):
@@ -57,7 +56,3 @@ def timers_for(
         key = timer_key(bp.pack, rule.name)
         out.append(TimerRow(tenant, new_id(), due, "schedule", None, payload, key))
     return out
-
-
-def rule_named(bp: Blueprint, name: str) -> RuleBp | None:
-    return next((r for r in bp.scheduled if r.name == name), None)

@@ -20,12 +20,13 @@ from typing import Any
 from engine.blueprint import Blueprint, Condition, TemplateBp
 from engine.model import SlaPolicy
 from engine.values import parse_duration, percent_value
-from runtime.calendars import BusinessCalendar
+from runtime.calendars import BusinessCalendar, calendars_of
 from runtime.records import TimerRow
 from runtime.unit import Activity, Signal, Tracked, Unit
 
 STOP_CATEGORIES = frozenset({"resolved", "closed", "cancelled"})
 BREACH_AT = re.compile(r"^breach(?:\s*\+\s*(\S+))?$")
+ALWAYS = BusinessCalendar.always()
 TOLERANCE = timedelta(seconds=1)  # timers fire on the second; business time is continuous
 
 
@@ -82,12 +83,10 @@ def _offset(at: str, target: timedelta) -> timedelta:
 
 def policies_of(bp: Blueprint, tpl: TemplateBp) -> list[CompiledPolicy]:
     """The template's policies in the order it lists them, compiled once per blueprint."""
-    key = ("sla", tpl.name)
-    found: list[CompiledPolicy] | None = bp.memo.get(key)
-    if found is None:
-        found = [_compile(bp, name, tpl) for name in tpl.model.sla if name in bp.model.sla]
-        bp.memo[key] = found
-    return found
+    return bp.memoised(
+        ("sla", tpl.name),
+        lambda: [_compile(bp, name, tpl) for name in tpl.model.sla if name in bp.model.sla],
+    )
 
 
 def _compile(bp: Blueprint, name: str, tpl: TemplateBp) -> CompiledPolicy:
@@ -107,17 +106,8 @@ def _compile(bp: Blueprint, name: str, tpl: TemplateBp) -> CompiledPolicy:
 
 
 def calendar_of(bp: Blueprint, name: str | None) -> BusinessCalendar:
-    key = ("calendar", name)
-    found: BusinessCalendar | None = bp.memo.get(key)
-    if found is None:
-        if name is None:
-            found = BusinessCalendar.always()
-        else:
-            found = BusinessCalendar.from_model(
-                bp.model.calendars[name], bp.model.timezone, name=name
-            )
-        bp.memo[key] = found
-    return found
+    """The policy's calendar (shared with the blueprint's other users), or 24×7."""
+    return calendars_of(bp)[name] if name else ALWAYS
 
 
 # -- clock state (JSON in the row) ------------------------------------------------------------

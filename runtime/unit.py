@@ -94,13 +94,10 @@ class Unit:
         row = self.tx.get_ticket(self.tenant, ticket_id)
         if row is None:
             raise NotFound(f"no ticket '{ticket_id}'", ticket_id=ticket_id)
-        bp = self.blueprints(self.tenant, row.pack, row.pack_version)
-        tracked = Tracked(row, bp, bp.templates[row.template], row.version)
-        self.tracked[ticket_id] = tracked
-        return tracked
+        return self.add_loaded(row)
 
     def add_loaded(self, row: TicketRow) -> Tracked:
-        """Track a row read by a query."""
+        """Track a row read from the store."""
         bp = self.blueprints(self.tenant, row.pack, row.pack_version)
         tracked = Tracked(row, bp, bp.templates[row.template], row.version)
         self.tracked[row.id] = tracked
