@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.people_cmds import directory_app, outbox_app
 from cli.runtime_cmds import audit_app, db_app, worker
 from cli.simulate_cmd import simulate
 from dsl.diagnostics import Diagnostic, render_text
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(directory_app, name="directory")
+app.add_typer(outbox_app, name="outbox")
 app.command()(worker)
 app.command()(simulate)
 

@@ -90,22 +90,61 @@ def _missing_schema(url: str) -> str | None:
     return None
 
 
+ChannelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--channels",
+        "-c",
+        help="Channel config (mail server, chat endpoints, secrets; see docs/delivery.md); "
+        "default: $TICKETFLOW_CHANNELS, else only in-app messages are delivered.",
+    ),
+]
+
+
+def channel_config(path: str | None) -> object | None:
+    """The channel config at `path` (or $TICKETFLOW_CHANNELS); exit 2 with located errors."""
+    from pathlib import Path
+
+    from dsl.diagnostics import render_text
+    from runtime.delivery import ChannelConfig, ChannelConfigError
+
+    given = path or os.environ.get("TICKETFLOW_CHANNELS")
+    if not given:
+        return None
+    try:
+        return ChannelConfig.load(Path(given))
+    except ChannelConfigError as exc:
+        typer.echo(render_text(exc.diagnostics), err=True)
+        raise typer.Exit(2) from None
+
+
 def worker(
     database: DatabaseOption = None,
+    channels: ChannelsOption = None,
     interval: Annotated[float, typer.Option(help="Seconds to sleep when nothing is due.")] = 1.0,
-    batch: Annotated[int, typer.Option(help="Timers fired per transaction.")] = 100,
-    once: Annotated[bool, typer.Option(help="Fire what is due now, then exit.")] = False,
+    batch: Annotated[int, typer.Option(help="Timers fired / messages sent per batch.")] = 100,
+    once: Annotated[bool, typer.Option(help="Do what is due now, then exit.")] = False,
+    lease: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a claimed batch of messages is this worker's (if it dies, "
+            "others send them after that); at least batch × the HTTP timeout."
+        ),
+    ] = 300.0,
 ) -> None:
     """Fire due timers (delayed rules, scheduled events, SLA warnings, breaches and
-    escalations). Start as many as you like on PostgreSQL: they share the work through row
-    locks and each timer fires once. On SQLite run one."""
+    escalations) and deliver the outbox (email, webhooks, chat; retries with backoff).
+    Start as many as you like on PostgreSQL: they share the work through row locks, each
+    timer fires once and each message is claimed by one worker at a time. On SQLite run one."""
     import signal
     import time
+    from datetime import timedelta
 
     from runtime.api import Runtime
     from runtime.store.sql import SqlStore
 
     url = database_url(database)
+    config = channel_config(channels)
     missing = _missing_schema(url)
     if missing:
         typer.echo(f"error: {missing}; run `ticketflow db upgrade --database {url}`", err=True)
@@ -118,16 +157,20 @@ def worker(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    rt = Runtime(SqlStore(url, create=False))
-    total = 0
+    rt = Runtime(SqlStore(url, create=False), channels=config)  # type: ignore[arg-type]
+    fired = sent = failed = 0
     try:
         while not stopping:
-            fired = rt.run_due(batch=batch, limit=batch)
-            total += fired
-            if once and fired == 0:
+            now_fired = rt.run_due(batch=batch, limit=batch)
+            report = rt.drain_outbox(batch=batch, limit=batch, lease=timedelta(seconds=lease))
+            fired, sent, failed = fired + now_fired, sent + report.sent, failed + report.dead
+            for error in report.errors:
+                typer.echo(f"outbox: {error}", err=True)
+            idle = now_fired == 0 and report.claimed == 0
+            if once and idle:
                 break
-            if fired == 0:
+            if idle:
                 time.sleep(interval)
     finally:
         rt.close()
-    typer.echo(f"fired {total} timers")
+    typer.echo(f"fired {fired} timers, sent {sent} messages, {failed} dead")

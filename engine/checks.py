@@ -17,6 +17,7 @@ from dsl.diagnostics import Diagnostic, Severity, did_you_mean, known_list
 from dsl.source_map import JsonPath, SourceMap, json_pointer
 from engine.expr_types import BUILTIN_ACTOR_ATTRIBUTES, RESERVED_NAMES
 from engine.fields import FieldSpec, TableField, field_options, option_values
+from engine.message_check import check_message_templates
 from engine.model import (
     STANDARD_METRICS,
     AssignAction,
@@ -55,6 +56,7 @@ SCHEDULED_ACTIONS = frozenset({"create_ticket", "notify", "webhook"})
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
 ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user):(\S+))$")
+TERMINAL_STRATEGIES = frozenset({"round_robin", "claim_pool", "manual"})
 RECIPIENT = re.compile(r"^(requester|assignee|watchers|mentioned|(role|team|user):(\S+))$")
 LOCALIZED_KEYS = frozenset(
     {"title", "label", "help", "description", "placeholder", "customer_label", "body", "message"}
@@ -81,6 +83,7 @@ class PackChecker:
         self.skills = set(pack.skill_names())
         self.used_messages: set[str] = set()
         self.scheduled_events: set[str] = set()
+        self.assigns_by_strategy = False
 
     # -- reporting -------------------------------------------------------------------------
     def report(
@@ -148,6 +151,7 @@ class PackChecker:
         for name, policy in self.pack.sla.items():
             self.check_sla(name, policy)
         self.check_messages()
+        check_message_templates(self.pack, self.report)
         self.check_unused()
         self.check_translations()
         return self.diagnostics
@@ -609,6 +613,7 @@ class PackChecker:
         if routing.role is not None:
             self.reference("role", routing.role, self.roles, (*path, "role"))
         strategies = routing.strategy if isinstance(routing.strategy, list) else [routing.strategy]
+        self._check_chain(strategies, (*path, "strategy"))
         if "nearest" in strategies and routing.location_field is None:
             location = [f for f, s in tpl.fields.items() if s.type == "location"]
             if len(location) != 1:
@@ -646,8 +651,25 @@ class PackChecker:
                         did_you_mean(value, options) or "options: " + ", ".join(options),
                         key=True,
                     )
-                for i, skill in enumerate(skills):
-                    self.reference("skill", skill, self.skills, (*fpath, value, i))
+                named = enumerate(skills) if isinstance(skills, list) else ((k, k) for k in skills)
+                for key, skill in named:
+                    self.reference("skill", skill, self.skills, (*fpath, value, key))
+
+    def _check_chain(self, strategies: Sequence[str], path: JsonPath) -> None:
+        """round_robin, claim_pool and manual choose the outcome, so they end a chain;
+        a strategy twice would only repeat itself."""
+        for i, name in enumerate(strategies):
+            if name in TERMINAL_STRATEGIES and i < len(strategies) - 1:
+                self.report(
+                    "invalid-chain",
+                    f"'{name}' decides who gets the ticket, so nothing can follow it",
+                    (*path, i),
+                    f"move '{name}' to the end of the chain",
+                )
+            if name in strategies[:i]:
+                self.report(
+                    "invalid-chain", f"'{name}' is in the chain twice", (*path, i), "remove one"
+                )
 
     # -- permissions -----------------------------------------------------------------------
     def check_permissions(self) -> None:
@@ -845,6 +867,10 @@ class PackChecker:
                 self._check_recipient(spec.to, (*path, "assign", "to"))
             if spec.team is not None:
                 self.reference("team", spec.team, self.pack.teams, (*path, "assign", "team"))
+            if spec.to is None and spec.strategy not in (None, "manual"):
+                self.assigns_by_strategy = True
+            if isinstance(spec.strategy, list):
+                self._check_chain(spec.strategy, (*path, "assign", "strategy"))
         elif isinstance(action, NotifyAction):
             for to, suffix in _items(action.notify.to):
                 self._check_recipient(to, (*path, "notify", "to", *suffix))
@@ -1045,9 +1071,10 @@ class PackChecker:
                     key=True,
                     warning=True,
                 )
+        raised = self.scheduled_events | self._runtime_events()
         for name, rule in self.pack.rules.items():
             trig = rule.on
-            if isinstance(trig, EventTrigger) and trig.event not in self.scheduled_events:
+            if isinstance(trig, EventTrigger) and trig.event not in raised:
                 self.report(
                     "unused",
                     f"no action schedules event '{trig.event}', so rule '{name}' never fires",
@@ -1057,6 +1084,15 @@ class PackChecker:
                     f"{trig.event}, after: 24h}}}}",
                     warning=True,
                 )
+
+    def _runtime_events(self) -> set[str]:
+        """Events the runtime raises itself: `unrouted` when a routing strategy finds
+        nobody (templates with automatic routing, or assign actions with a strategy)."""
+        routed = any(
+            t.routing is not None and t.routing.strategy != "manual"
+            for t in self.pack.templates.values()
+        )
+        return {"unrouted"} if routed or self.assigns_by_strategy else set()
 
     def check_translations(self) -> None:
         expected = list(dict.fromkeys(self.pack.locales))

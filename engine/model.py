@@ -341,6 +341,8 @@ Action = Annotated[
 
 # -- routing --------------------------------------------------------------------------------
 
+SkillLevel = Annotated[int, Field(ge=1, le=5)]
+
 RoutingStrategy = Literal[
     "manual", "round_robin", "least_loaded", "skills", "nearest", "on_shift", "claim_pool"
 ]
@@ -355,17 +357,33 @@ class Routing(Strict):
     )
     team: Name | None = Field(None, description="Team whose members are the candidates.")
     role: Name | None = Field(None, description="Only candidates with this role.")
-    skills_from: dict[Name, dict[str, list[Name]]] = Field(
+    skills_from: dict[Name, dict[str, list[Name] | dict[Name, SkillLevel]]] = Field(
         default_factory=dict,
-        description="Required skills by field value: {field: {option: [skills]}}.",
+        description="Required skills by field value: {field: {option: [skills]}}, or with "
+        "minimum levels: {field: {option: {skill: level}}}.",
     )
     location_field: Name | None = Field(
         None, description="Location field the `nearest` strategy measures from."
+    )
+    near_tie_km: float = Field(
+        1.0, ge=0, description="`nearest`: people within this many km of the nearest tie."
+    )
+    max_km: float | None = Field(
+        None, gt=0, description="`nearest`: nobody farther away than this many km."
+    )
+    location_max_age: Duration | None = Field(
+        None, description="`nearest`: ignore locations reported longer ago than this, e.g. `2h`."
     )
     on_shift_only: bool = Field(False, description="Skip people who are not on shift now.")
     max_open: int | None = Field(
         None, ge=1, description="Skip people with this many open tickets or more."
     )
+    load_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="`least_loaded`: weight of an open ticket by its priority option, "
+        "e.g. {P1: 3, P2: 2, P3: 1}; unlisted values weigh 1.",
+    )
+    load_field: Name = Field("priority", description="The field `load_weights` reads.")
 
 
 # -- templates ------------------------------------------------------------------------------

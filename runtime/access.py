@@ -32,13 +32,22 @@ def is_assignee(row: TicketRow, actor: Actor) -> bool:
     return row.assignee.startswith("role:") and row.assignee[5:] in actor.roles
 
 
+def in_pool(row: TicketRow, actor: Actor) -> bool:
+    """A pooled ticket (`pool:<team>`) waits for a claim from its team: its members see it
+    as assigned to them, though only a claim makes one of them the assignee."""
+    pool = row.assignee
+    if pool is None or not pool.startswith("pool:"):
+        return False
+    return pool == "pool:*" or pool[5:] in actor.teams
+
+
 def _scope_holds(scope: str, row: TicketRow, actor: Actor) -> bool:
     if scope == "all":
         return True
     if scope == "own":
         return row.requester == actor.id
     if scope == "assigned":
-        return is_assignee(row, actor)
+        return is_assignee(row, actor) or in_pool(row, actor)
     if scope == "team":
         return row.team is not None and row.team in actor.teams
     return False
@@ -180,7 +189,12 @@ def _clauses(grant: Grant, actor: Actor, tpls: tuple[str, ...] | None) -> list[S
     if "own" in grant.see:
         out.append(SeeClause("requester", (actor.id,), tpls))
     if "assigned" in grant.see:
-        values = (actor.id, *(f"role:{r}" for r in sorted(actor.roles)))
+        values = (
+            actor.id,
+            *(f"role:{r}" for r in sorted(actor.roles)),
+            *(f"pool:{t}" for t in sorted(actor.teams)),
+            "pool:*",
+        )
         out.append(SeeClause("assignee", values, tpls))
     if "team" in grant.see and actor.teams:
         out.append(SeeClause("team", tuple(sorted(actor.teams)), tpls))

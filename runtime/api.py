@@ -20,7 +20,11 @@ from engine.load import PackResult, load_pack_path
 from engine.model import Pack
 from runtime import access, commands, packs, rules, schedules, sla
 from runtime.actors import Actor
+from runtime.api_outbox import OutboxApi
+from runtime.api_people import PeopleApi
 from runtime.clock import Clock, SystemClock
+from runtime.delivery import ChannelConfig, Deliverer
+from runtime.directory import Directory
 from runtime.records import (
     Conflict,
     InvalidCommand,
@@ -82,7 +86,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Runtime:
+class Runtime(PeopleApi, OutboxApi):
     """Runs tickets of any published pack. Thread-safe: share one per process."""
 
     def __init__(
@@ -90,8 +94,11 @@ class Runtime:
         store: Store,
         clock: Clock | None = None,
         new_id: Callable[[], str] | None = None,
+        channels: ChannelConfig | None = None,
     ) -> None:
         self.store = store
+        self.channels = channels
+        self._deliverer: Deliverer | None = None
         self.clock = clock or SystemClock()
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
         self._blueprints: dict[tuple[str, str, int], Blueprint] = {}
@@ -99,6 +106,7 @@ class Runtime:
         self.last_notes: list[str] = []
         self._timer_failures: dict[str, int] = {}
         self._timer_conflicts: dict[str, int] = {}
+        self.directory = Directory(self.current)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -110,16 +118,19 @@ class Runtime:
         clock: Clock | None = None,
         tenant: str = "default",
         new_id: Callable[[], str] | None = None,
+        channels: ChannelConfig | None = None,
     ) -> Runtime:
         """Open a database and publish the packs at these paths to `tenant` (a pack that
-        is already the latest version is not published again)."""
-        rt = cls(open_store(database_url), clock, new_id)
+        is already the latest version is not published again). `channels` says how
+        messages leave (mail server, chat endpoints, secrets); see docs/delivery.md."""
+        rt = cls(open_store(database_url), clock, new_id, channels)
         paths = [packs] if isinstance(packs, str | Path) else list(packs)
         for path in paths:
             rt.publish(path, tenant=tenant)
         return rt
 
     def close(self) -> None:
+        self.close_deliverer()
         self.store.close()
 
     def publish(
@@ -169,11 +180,16 @@ class Runtime:
 
     # -- the command loop ----------------------------------------------------------------------
 
+    def _unit(self, tx: Any, tenant: str, now: datetime, actor: Actor | None = None) -> Unit:
+        unit = Unit(tx, tenant, now, self.blueprint, self.new_id, actor)
+        unit.directory = self.directory.snapshot
+        return unit
+
     def _command(self, actor: Actor, work: Callable[[Unit], Tracked]) -> Ticket:
         """Run `work` and the rules it sets off in one transaction; the caller gets the
         ticket as it stands after the rules, with its final version."""
         with self.store.transaction() as tx:
-            unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id, actor)
+            unit = self._unit(tx, actor.tenant, self.clock.now(), actor)
             t = work(unit)
             _settle(unit)
         self.last_notes = unit.notes
@@ -351,7 +367,7 @@ class Runtime:
 
     def _read(self, ticket_id: str, actor: Actor) -> tuple[Unit, Tracked]:
         with self.store.read() as tx:
-            unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id)
+            unit = self._unit(tx, actor.tenant, self.clock.now())
             t = unit.load(ticket_id)
             commands.ensure_visible(unit, t, actor)
             return unit, t
@@ -454,7 +470,7 @@ class Runtime:
             )
             with self.store.read() as tx:
                 rows = tx.query_tickets(actor.tenant, q)
-                unit = Unit(tx, actor.tenant, self.clock.now(), self.blueprint, self.new_id)
+                unit = self._unit(tx, actor.tenant, self.clock.now())
                 for row in rows:
                     t = unit.add_loaded(row)
                     if len(items) < limit and _shown(t, actor, unit.now, text):
@@ -530,7 +546,7 @@ class Runtime:
         return count >= 2
 
     def _fire_timer(self, tx: Any, timer: TimerRow, at: datetime) -> None:
-        unit = Unit(tx, timer.tenant_id, at, self.blueprint, self.new_id)
+        unit = self._unit(tx, timer.tenant_id, at)
         self._fire(unit, timer)
         _settle(unit)
         tx.mark_timer(timer, "fired", at)
@@ -559,7 +575,7 @@ class Runtime:
             tx.mark_timer(timer, "cancelled", at)
             if timer.ticket_id is None:
                 return
-            unit = Unit(tx, timer.tenant_id, at, self.blueprint, self.new_id)
+            unit = self._unit(tx, timer.tenant_id, at)
             try:
                 t = unit.load(timer.ticket_id)
             except NotFound:

@@ -10,9 +10,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
 from dsl.diagnostics import did_you_mean
 from engine.blueprint import Blueprint, TemplateBp, TransitionBp
-from engine.fields import LocalizedText
+from engine.fields import AttachmentsField, LocalizedText
+from engine.form_schema import value_schema
 from runtime import access, sla
 from runtime.actors import Actor
 from runtime.records import (
@@ -91,7 +94,7 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def _check_writable(
+def check_writable(
     bp: Blueprint,
     actor: Actor,
     t_tpl: TemplateBp,
@@ -223,14 +226,13 @@ def create(
     check_values(tpl, row.fields, required_fields(tpl, state, env), row)
     row.search_text = search_text(row, tpl)
     unit.event(t, "created", actor, {"state": state, "fields": dict(row.fields)}, "public")
-    if routing is not None and routing.strategy != "manual":
-        # Strategies need the staff directory (routing); until then the ticket waits for a
-        # person in its team and the timeline says why.
-        data = {"strategy": routing.strategy, "team": routing.team}
-        unit.event(t, "routing.pending", "system", data)
     unit.record(actor, "create", row.id, None, snapshot(row))
     unit.signal(Signal(row.id, "created", depth))
     unit.signal(Signal(row.id, f"entered:{state}", depth))
+    if routing is not None and routing.strategy != "manual" and row.assignee is None:
+        from runtime.assignment import route_ticket  # routing builds on these commands
+
+        route_ticket(unit, t, depth)
     return t
 
 
@@ -316,7 +318,7 @@ def update(
     """Change field values; returns what changed."""
     ensure_visible(unit, t, actor)
     env = ticket_env(unit, t, actor)
-    _check_writable(t.bp, actor, t.tpl, t.row.state, values, env=env)
+    check_writable(t.bp, actor, t.tpl, t.row.state, values, env=env)
     changes = changes_of(t, values)
     if not changes:
         return {}
@@ -418,7 +420,7 @@ def transition(
     values = dict(values or {})
     env = ticket_env(unit, t, actor)
     if values:
-        _check_writable(t.bp, actor, t.tpl, t.row.state, values, (*tr.form, *tr.requires), env)
+        check_writable(t.bp, actor, t.tpl, t.row.state, values, (*tr.form, *tr.requires), env)
     if tr.guard is not None and not tr.guard.holds(env):
         raise TransitionUnavailable(
             f"'{name}' is not available: its condition `{tr.guard.text}` is false",
@@ -450,9 +452,7 @@ def _check_comment(tr: TransitionBp, comment: str | None) -> None:
         raise InvalidCommand(f"'{tr.name}' takes no comment")
 
 
-def _check_arrival(
-    unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp, changed: bool
-) -> None:
+def _check_arrival(unit: Unit, t: Tracked, actor: Actor, tr: TransitionBp, changed: bool) -> None:
     env = ticket_env(unit, t, actor)
     required = required_fields(t.tpl, tr.to, env, tr.requires)
     if changed:
@@ -541,7 +541,14 @@ def comment(
     mentions = sorted(set(MENTION.findall(body)))
     data: dict[str, Any] = {"body": body, "internal": internal, "mentions": mentions}
     if attachments:
-        data["attachments"] = attachments
+        data["attachments"] = check_attachments(attachments)
+    if mentions:
+        from runtime.notify import queue_mentions  # notifications build on these commands
+
+        people = unit.people()
+        known = [m for m in mentions if people.get(m) is not None]
+        unit.mentions[t.row.id] = known
+        data["notified"] = queue_mentions(unit, t, actor, body, internal, people, known)
     unit.event(t, "commented", actor, data, "internal" if internal else "public")
     if not internal and not actor.is_automation:
         if access.is_staff(t.bp, actor):
@@ -550,6 +557,32 @@ def comment(
             unit.note_activity(t.row.id).requester_comment = True
     unit.record(actor, "comment", t.row.id, None, {"internal": internal, "body": body})
     unit.signal(Signal(t.row.id, "commented", depth, data={"internal": internal}))
+
+
+MAX_ATTACHMENTS = 20
+_ATTACHMENTS = Draft202012Validator(
+    value_schema(AttachmentsField(type="attachments", max_items=MAX_ATTACHMENTS), nullable=False)
+)
+
+
+def check_attachments(items: Any) -> list[dict[str, Any]]:
+    """A comment's attachments are file metadata ({id, name, content_type?, size?, url?});
+    the files themselves live in the tenant's file store."""
+    problems = [
+        FieldProblem(
+            "attachments"
+            + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path),
+            "invalid",
+            e.message,
+        )
+        for e in _ATTACHMENTS.iter_errors(items)
+    ]
+    if problems:
+        raise InvalidFields(
+            "invalid attachments: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            problems,
+        )
+    return [dict(item) for item in items]
 
 
 ASSIGN_TARGET = re.compile(r"^(?:(user|role|team):(\S+)|requester|none)$")
@@ -582,7 +615,7 @@ def assign(unit: Unit, t: Tracked, actor: Actor, to: str, depth: int = 0) -> Non
         values = {"assignee": None}
     else:
         values = {"assignee": value}
-    _check_writable(t.bp, actor, t.tpl, t.row.state, values)
+    check_writable(t.bp, actor, t.tpl, t.row.state, values)
     changes = changes_of(t, values)
     if not changes:
         return

@@ -96,12 +96,18 @@ class AuditRow:
     hash: str
 
 
-OutboxStatus = Literal["pending", "sending", "sent", "failed", "dead"]
+# pending: waiting for its first or next attempt (also while a worker holds it under a
+# lease, see `Tx.claim_outbox`); sent: delivered; dead: given up on, listable and retryable.
+OutboxStatus = Literal["pending", "sent", "dead"]
 
 
 @dataclass(slots=True)
 class OutboxRow:
-    """A message to deliver after the command commits (notification, webhook)."""
+    """A message to deliver after the command commits (notification, webhook).
+
+    A pending row is due at `next_attempt_at` (the store sets it to `created_at` when a
+    row is added without one). `attempts` counts the claims of the row so far.
+    """
 
     tenant_id: str
     id: str
@@ -112,6 +118,22 @@ class OutboxRow:
     status: OutboxStatus = "pending"
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    # email, sms, wecom, dingtalk, slack, push, webhook, in_app; None for a webhook action
+    channel: str | None = None
+    recipient: str | None = None  # the user id a notification is for
+    last_error: str | None = None  # why the last attempt failed
+    delivered_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class PersonRow:
+    """One person of a tenant's directory (agent, manager, customer). `data` is the
+    person's JSON document: the runtime validates it, the store only keeps it."""
+
+    tenant_id: str
+    id: str
+    data: JSON
+    updated_at: datetime
 
 
 TimerStatus = Literal["waiting", "fired", "cancelled"]

@@ -8,13 +8,14 @@ is bounded, and rendering stops once the output or the time budget is exceeded.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, pass_eval_context
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -74,8 +75,58 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, finalize=_finalize)
+# optimized=False: the optimizer folds constant expressions while a template compiles,
+# filters included (`'x'|center(10**10)` would build 10 GB before rendering starts).
+_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, finalize=_finalize, optimized=False)
 _ENV.globals = {"range": _range}
+
+
+def _bounded_filter(name: str, limit: int, *positions: int) -> None:
+    """Wrap a stock filter whose numeric arguments size its output (`'x'|center(10**10)`
+    would build 10 GB in one call, before any output check could run)."""
+    original = _ENV.filters[name]
+    # A filter marked to receive the environment or context gets it as its first argument.
+    shift = 1 if hasattr(original, "jinja_pass_arg") else 0
+
+    @functools.wraps(original)  # keeps that mark, so Jinja still passes it
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for i in (p + shift for p in positions):
+            value = args[i] if i < len(args) else None
+            if isinstance(value, int | float) and abs(value) > limit:
+                raise SecurityError(f"{name}() is limited to {limit:,} in templates")
+        for value in kwargs.values():
+            if isinstance(value, int | float) and abs(value) > limit:
+                raise SecurityError(f"{name}() is limited to {limit:,} in templates")
+        return original(*args, **kwargs)
+
+    _ENV.filters[name] = bounded
+
+
+@pass_eval_context
+def _replace(ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+    times = str(value).count(str(old)) if old else len(str(value)) + 1
+    if times * len(str(new)) > MAX_OUTPUT:
+        raise SecurityError(f"replace() would build more than {MAX_OUTPUT:,} characters")
+    return _STOCK_REPLACE(ctx, value, old, new, count)
+
+
+def _refused(name: str, hint: str) -> Any:
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise SecurityError(f"the {name} filter is not available in messages; {hint}")
+
+    return refuse
+
+
+_STOCK_REPLACE = _ENV.filters["replace"]
+_bounded_filter("center", MAX_OUTPUT, 1)
+_bounded_filter("wordwrap", MAX_OUTPUT, 1)
+_bounded_filter("indent", 100, 1)
+_bounded_filter("slice", MAX_RANGE, 1)
+_bounded_filter("batch", MAX_RANGE, 1)
+_bounded_filter("truncate", MAX_OUTPUT, 1)
+_ENV.filters["replace"] = _replace
+# `'%99999999s'|format(x)` sizes its output by a number inside a string.
+_ENV.filters["format"] = _refused("format", "join values with ~ instead")
 
 
 @lru_cache(maxsize=1024)

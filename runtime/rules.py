@@ -8,6 +8,7 @@ the ticket's timeline (`rule.failed`) and the rule's remaining actions are skipp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from engine.blueprint import RuleBp
@@ -24,8 +25,9 @@ from engine.model import (
     WebhookAction,
 )
 from engine.values import parse_duration
-from runtime import commands
+from runtime import commands, notify
 from runtime.actors import Actor
+from runtime.assignment import route_ticket, strategies_of
 from runtime.records import InvalidFields, OutboxRow, TicketflowError, TimerRow
 from runtime.render import RenderError, render, render_value
 from runtime.unit import Signal, Tracked, Unit
@@ -129,8 +131,10 @@ def _run(unit: Unit, t: Tracked, action: Any, source: str, depth: int) -> None:
         _transition(unit, t, name, as_, depth)
     elif isinstance(action, AssignAction):
         _assign(unit, t, action, depth)
-    elif isinstance(action, NotifyAction | WebhookAction):
-        _outbox(unit, t, action, source)
+    elif isinstance(action, NotifyAction):
+        _notify(unit, t, action, source)
+    elif isinstance(action, WebhookAction):
+        _webhook(unit, t, action, source)
     elif isinstance(action, CommentAction):
         _comment(unit, t, action, depth)
     elif isinstance(action, CreateTicketAction):
@@ -154,10 +158,9 @@ def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
     spec = action.assign
     system = Actor.system(unit.tenant)
     if spec.to is None:
-        # Strategies need the directory (routing); until one is plugged in the ticket
-        # waits unassigned and the timeline says so.
-        unit.event(t, "routing.pending", "system", {"strategy": spec.strategy, "team": spec.team})
-        if spec.team:
+        # A strategy (or the template's own routing) picks the person; `team` narrows it.
+        chain = strategies_of(spec.strategy) or None
+        if route_ticket(unit, t, depth, chain, spec.team) is None and spec.team:
             commands.assign(unit, t, system, f"team:{spec.team}", depth)
         return
     target = spec.to
@@ -166,32 +169,51 @@ def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
     commands.assign(unit, t, system, target, depth)
 
 
-def _outbox(unit: Unit, t: Tracked, action: NotifyAction | WebhookAction, source: str) -> None:
-    payload = _queue(unit, t.row.id, action, source, {"ref": t.row.ref})
-    unit.event(t, f"{_kind(action)}.queued", "system", {"source": source, **_summary(payload)})
+def _notify(unit: Unit, t: Tracked, action: NotifyAction, source: str) -> None:
+    summary = notify.queue(
+        unit, t, action.notify, source, unit.people(), unit.mentions.get(t.row.id, ())
+    )
+    unit.event(t, "notify.queued", "system", summary)
+    if summary["failed"]:
+        unit.notes.append(f"{source}: {summary['failed']} message(s) could not be rendered")
 
 
-def _kind(action: NotifyAction | WebhookAction) -> str:
-    return "notify" if isinstance(action, NotifyAction) else "webhook"
-
-
-def _queue(
-    unit: Unit,
-    ticket_id: str | None,
-    action: NotifyAction | WebhookAction,
-    source: str,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    """One outbox row for a notify or webhook action; returns its payload."""
-    spec = action.notify if isinstance(action, NotifyAction) else action.webhook
-    payload = {"source": source, **extra, **spec.model_dump(by_alias=True, exclude_none=True)}
-    row = OutboxRow(unit.tenant, unit.new_id(), unit.now, _kind(action), ticket_id, payload)
+def _webhook(unit: Unit, t: Tracked | None, action: WebhookAction, source: str) -> OutboxRow:
+    """One outbox row: the body is rendered now (what was true when it happened) from
+    every field — the receiver is a system the admin chose, not a person."""
+    spec = action.webhook
+    context = template_context(t) if t is not None else {"ticket": {}}
+    if spec.body is not None:
+        body = render(spec.body, context)
+    else:
+        body = json.dumps({"source": source, **context}, default=str, ensure_ascii=False)
+    ticket = {"id": t.row.id, "ref": t.row.ref} if t is not None else None
+    payload = {
+        "source": source,
+        "ref": ticket["ref"] if ticket else None,
+        "ticket": ticket,
+        "url": spec.url,
+        "method": spec.method,
+        "secret": spec.secret,
+        "body": body,
+        "content_type": "application/json" if _is_json(body) else "text/plain; charset=utf-8",
+    }
+    row = OutboxRow(
+        unit.tenant, unit.new_id(), unit.now, "webhook", t.row.id if t else None, payload
+    )
+    row.channel = "webhook"
     unit.outbox.append(row)
-    return payload
+    if t is not None:
+        unit.event(t, "webhook.queued", "system", {"source": source, "url": spec.url})
+    return row
 
 
-def _summary(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: payload[k] for k in ("to", "via", "message", "url") if k in payload}
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _comment(unit: Unit, t: Tracked, action: CommentAction, depth: int) -> None:
@@ -203,14 +225,9 @@ def _comment(unit: Unit, t: Tracked, action: CommentAction, depth: int) -> None:
 
 
 def template_context(t: Tracked) -> dict[str, Any]:
-    """What message templates and templated values read: `ticket.<field or attribute>`."""
-    row = t.row
-    ticket: dict[str, Any] = dict.fromkeys(t.tpl.field_names)
-    ticket.update(row.fields)
-    for name in ("id", "ref", "title", "state", "template", "requester", "assignee", "team"):
-        ticket[name] = getattr(row, name)
-    ticket["channel"] = row.channel
-    return {"ticket": ticket}
+    """What rule templates (comments, webhook bodies, created tickets' values) read: every
+    field and attribute of the ticket, as the system sees it."""
+    return {"ticket": notify.ticket_context(t, None, t.bp.model.locales[0])}
 
 
 def _create_linked(unit: Unit, t: Tracked, action: CreateTicketAction, depth: int) -> None:
@@ -306,12 +323,19 @@ def run_scheduled(unit: Unit, bp: Any, rule: RuleBp) -> None:
         try:
             if isinstance(action, CreateTicketAction):
                 _create_scheduled(unit, bp, action)
-            elif isinstance(action, NotifyAction | WebhookAction):
-                _queue(unit, None, action, f"rule:{rule.name}", {})
+            elif isinstance(action, NotifyAction):
+                _notify_without_ticket(unit, bp, action, f"rule:{rule.name}")
+            elif isinstance(action, WebhookAction):
+                _webhook(unit, None, action, f"rule:{rule.name}")
             else:
                 unit.notes.append(f"scheduled rule {rule.name}: an action needs a ticket; skipped")
         except (TicketflowError, RenderError) as exc:
             unit.notes.append(f"scheduled rule {rule.name} failed: {exc}")
+
+
+def _notify_without_ticket(unit: Unit, bp: Any, action: NotifyAction, source: str) -> None:
+    count = notify.queue_without_ticket(unit, bp, action.notify, source, unit.people())
+    unit.notes.append(f"{source}: {count} message(s) queued")
 
 
 def _create_scheduled(unit: Unit, bp: Any, action: CreateTicketAction) -> None:

@@ -28,6 +28,7 @@ from engine.blueprint import Blueprint, compile_pack
 from engine.errors import translate
 from engine.fields import Strict
 from engine.load import PackResult, load_pack_path
+from engine.people import DirectoryError, PeopleFile
 from engine.values import Duration, Name, parse_duration
 from runtime.actors import Actor
 from runtime.api import Runtime
@@ -107,6 +108,12 @@ class Scenario(Strict):
     start: datetime = Field(description="When the clock starts; without an offset: pack time.")
     tenant: str = Field("default", description="The tenant the pack is published to.")
     actors: dict[Name, ActorSpec] = Field(min_length=1, description="People, by name.")
+    people: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Directory entries (docs/routing.md) for routing and notifications: "
+        "locations, skill levels, shifts, contacts. Every actor is in the directory too; an "
+        "entry with an actor's name as `id` adds to what the actor says.",
+    )
     steps: list[Step] = Field(min_length=1, description="What happens, in order.")
 
 
@@ -578,7 +585,11 @@ def simulate(pack_path: Path, scenario_path: Path, strict: bool = False) -> Repo
     loaded, diags, texts = load_scenario(scenario_path, compile_pack(pack.pack))
     if loaded is None:
         return BadInput(diags, texts)
-    return Simulation(pack, loaded, strict).run()
+    try:
+        simulation = Simulation(pack, loaded, strict)
+    except DirectoryError as exc:
+        return BadInput(exc.diagnostics, {loaded.path: loaded.text})
+    return simulation.run()
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -610,10 +621,25 @@ class Simulation:
         self.actors = {
             name: _actor(name, spec, self.sc.tenant) for name, spec in self.sc.actors.items()
         }
+        self._load_people()
         self.tickets: dict[str, TicketInfo] = {}  # by id, in the order they became known
         self.names: dict[str, str] = {}  # scenario name → ticket id
         self.timers_seen: set[str] = set()
         self.new_links: list[TicketInfo] = []  # linked tickets found during the current step
+
+    def _load_people(self) -> None:
+        """Put the scenario's people in the directory; DirectoryError, located in the
+        scenario, when an entry is malformed or names what the pack does not declare."""
+        data = {"people": _people(self.sc)}
+        try:
+            specs = PeopleFile.model_validate(data).people
+        except ValidationError as exc:
+            raise DirectoryError(translate(exc, PeopleFile, data, self.loaded.source)) from None
+        with self.rt.store.transaction() as tx:
+            self.rt.directory.put(
+                tx, self.sc.tenant, specs, self.clock.now(), source=self.loaded.source,
+                file=self.loaded.path,
+            )  # fmt: skip
 
     def run(self) -> Report:
         entries: list[Entry] = []
@@ -889,6 +915,25 @@ class Simulation:
         return f"{step.actor}: {describe_command(step)}"
 
 
+def _people(sc: Scenario) -> list[dict[str, Any]]:
+    """The scenario's directory: the `people:` entries first (so problems are located at
+    them), each completed by the actor of that name, then the other actors."""
+    actors: dict[str, dict[str, Any]] = {}
+    for name, spec in sc.actors.items():
+        actors[name] = {
+            "id": name,
+            "roles": spec.roles,
+            "teams": spec.teams,
+            "skills": spec.skills,
+            "attributes": dict(spec.attributes),
+            **({"name": spec.name} if spec.name else {}),
+            **({"locale": spec.locale} if spec.locale else {}),
+        }
+    listed = [{**actors.get(str(e.get("id")), {}), **e} for e in sc.people]
+    named = {str(e.get("id")) for e in sc.people}
+    return listed + [entry for name, entry in actors.items() if name not in named]
+
+
 def _actor(name: str, spec: ActorSpec, tenant: str) -> Actor:
     return Actor.of(
         name,
@@ -965,6 +1010,10 @@ def describe_event(ev: EventView, names: Mapping[str, str]) -> str:
         return f"{d.get('source')} FAILED [{d.get('error')}]: {d.get('message')}"
     if kind == "rule.depth_limit":
         return f"rule {d.get('rule')} not run: rule chain too deep ({d.get('depth')})"
+    if kind == "routed":
+        return f"routed: {d.get('reason')}"
+    if kind == "routing.none":
+        return f"not routed: {d.get('reason')}"
     if kind in ("notify.queued", "webhook.queued"):
         return _describe_outbox(kind, d, ev.preview)
     if kind == "linked":
@@ -985,7 +1034,9 @@ def _describe_outbox(kind: str, d: Mapping[str, Any], preview: str | None) -> st
     recipients = ", ".join(to) if isinstance(to, list) else str(to)
     via = d.get("via")
     channels = f" via {', '.join(via)}" if isinstance(via, list) else ""
-    text = f"notify {recipients}{channels}"
+    reached = d.get("recipients")
+    who = f" → {', '.join(reached) if reached else 'nobody'}" if isinstance(reached, list) else ""
+    text = f"notify {recipients}{channels}{who}"
     key = d.get("message")
     if isinstance(key, str):
         text += f": {key}" + (f' "{format_value(preview, 160)}"' if preview else "")

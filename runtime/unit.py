@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.blueprint import Blueprint, TemplateBp
 from runtime.actors import Actor
@@ -22,6 +22,9 @@ from runtime.records import (
     TimerRow,
 )
 from runtime.store.base import Tx
+
+if TYPE_CHECKING:
+    from runtime.directory import TenantDirectory
 
 BlueprintLookup = Callable[[str, str, int], Blueprint]
 
@@ -85,6 +88,21 @@ class Unit:
         self.fired = 0  # rules run so far in this command
         self.cancels: list[tuple[str, str]] = []  # (ticket id, timer key) to cancel
         self.activity: dict[str, Activity] = {}
+        self.mentions: dict[str, list[str]] = {}  # people mentioned by this command's comments
+        # The tenant's directory, read on first use (most commands never need it).
+        self.directory: Callable[[Tx, str], TenantDirectory] | None = None
+        self._people: TenantDirectory | None = None
+
+    def people(self) -> TenantDirectory:
+        """The tenant's people directory as of this transaction."""
+        if self._people is None:
+            if self.directory is None:
+                from runtime.directory import build
+
+                self._people = build(0, (), {})
+            else:
+                self._people = self.directory(self.tx, self.tenant)
+        return self._people
 
     def load(self, ticket_id: str) -> Tracked:
         """The ticket (read once per command), or NotFound."""

@@ -20,6 +20,7 @@ from runtime.records import (
     EventRow,
     OutboxRow,
     PackVersionRow,
+    PersonRow,
     TicketRow,
     TimerRow,
 )
@@ -107,6 +108,27 @@ def outbox_row(tenant: str, id: str, minutes: float, **changes: Any) -> OutboxRo
     }
     values.update(changes)
     return OutboxRow(**values)
+
+
+def message(tenant: str, id: str, minutes: float, **changes: Any) -> OutboxRow:
+    """An in-app notification for user u1, created `minutes` after T0 and delivered then."""
+    values: dict[str, Any] = {
+        "channel": "in_app",
+        "recipient": "u1",
+        "status": "sent",
+        "attempts": 0,
+        "delivered_at": at(minutes),
+        "payload": {"subject": f"[R-t1] 消息 {id}", "body": "✓"},
+    }
+    values.update(changes)
+    return outbox_row(tenant, id, minutes, **values)
+
+
+def person(tenant: str, id: str, **data: Any) -> PersonRow:
+    """A directory entry; `data` is the person's document (defaults: a name and roles)."""
+    document: dict[str, Any] = {"id": id, "name": f"张 {id}", "roles": ["engineer"]}
+    document.update(data)
+    return PersonRow(tenant_id=tenant, id=id, data=document, updated_at=T0)
 
 
 def timer(tenant: str, id: str, minutes: float, **changes: Any) -> TimerRow:

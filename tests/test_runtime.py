@@ -71,13 +71,24 @@ def test_full_lifecycle(env: tuple[Runtime, ManualClock]) -> None:
     t = rt.transition(t.id, "confirm", CUSTOMER, fields={"rating": 5})
     assert (t.state, t.closed, t.fields["rating"]) == ("closed", True, 5)
     kinds = [e.kind for e in rt.timeline(t.id, AGENT)]
-    assert kinds == ["created", "transitioned", "transitioned", "transitioned", "rule.delayed", "transitioned"]
+    assert kinds == [
+        "created",
+        "transitioned",
+        "transitioned",
+        "transitioned",
+        "rule.delayed",
+        "transitioned",
+    ]
     assert verify(rt.store, "default") == []
 
 
 def test_second_ticket_gets_next_reference(env: tuple[Runtime, ManualClock]) -> None:
     rt, _ = env
-    assert [new_repair(rt).ref for _ in range(3)] == ["RP-2026-0001", "RP-2026-0002", "RP-2026-0003"]
+    assert [new_repair(rt).ref for _ in range(3)] == [
+        "RP-2026-0001",
+        "RP-2026-0002",
+        "RP-2026-0003",
+    ]
 
 
 # -- values -------------------------------------------------------------------------------
@@ -166,7 +177,9 @@ def test_only_assignee(env: tuple[Runtime, ManualClock]) -> None:
 def test_transition_from_wrong_state(env: tuple[Runtime, ManualClock]) -> None:
     rt, _ = env
     t = new_repair(rt)
-    with pytest.raises(TransitionUnavailable, match="cannot be taken from state 'new'; from here: assign, cancel"):
+    with pytest.raises(
+        TransitionUnavailable, match="cannot be taken from state 'new'; from here: assign, cancel"
+    ):
         rt.transition(t.id, "start", DISPATCHER)
     with pytest.raises(TransitionUnavailable, match="did you mean 'assign'"):
         rt.transition(t.id, "asign", DISPATCHER)
@@ -188,7 +201,9 @@ def test_customer_may_not_write_hidden_field(env: tuple[Runtime, ManualClock]) -
     with pytest.raises(PermissionDenied, match="cost"):
         rt.create("repair", {"site": "S001", "cost": 5}, CUSTOMER)
     t = new_repair(rt)
-    with pytest.raises(PermissionDenied, match="you may not change parts_approved of repair tickets in state 'new'"):
+    with pytest.raises(
+        PermissionDenied, match="you may not change parts_approved of repair tickets in state 'new'"
+    ):
         rt.update(t.id, {"parts_approved": True}, CUSTOMER)
 
 
@@ -238,11 +253,16 @@ def test_other_tenant_sees_nothing(env: tuple[Runtime, ManualClock]) -> None:
     with pytest.raises(NotFound):
         rt.get(t.id, outsider)
     with pytest.raises(NotFound):
-        rt.transition(t.id, "assign", Actor.of("d1", ["dispatcher"], tenant="acme"), fields={"assignee": "e1"})
+        rt.transition(
+            t.id, "assign", Actor.of("d1", ["dispatcher"], tenant="acme"), fields={"assignee": "e1"}
+        )
     with pytest.raises(NotFound):
         rt.timeline(t.id, outsider)
     assert query_all(rt, outsider) == []
-    assert rt.create("repair", {"site": "S001"}, Actor.of("c1", ["customer"], tenant="acme")).ref == "RP-2026-0001"
+    assert (
+        rt.create("repair", {"site": "S001"}, Actor.of("c1", ["customer"], tenant="acme")).ref
+        == "RP-2026-0001"
+    )
 
 
 # -- rules --------------------------------------------------------------------------------
@@ -250,12 +270,20 @@ def test_other_tenant_sees_nothing(env: tuple[Runtime, ManualClock]) -> None:
 
 def test_rule_notifies_on_p1(env: tuple[Runtime, ManualClock]) -> None:
     rt, _ = env
+    rt.put_people("default", [{"id": "m1", "roles": ["manager"], "email": "m1@example.com"},
+                              {"id": "m2", "roles": ["manager"], "active": False}])  # fmt: skip
     t = new_repair(rt, priority="P1")
     new_repair(rt, priority="P2")
     with rt.store.read() as tx:
         outbox = tx.outbox("default")
-    assert [(o.kind, o.ticket_id, o.payload["message"]) for o in outbox] == [("notify", t.id, "p1")]
-    assert outbox[0].payload["via"] == ["sms", "email"]
+    # One row per active manager and channel; the inactive one is left out.
+    assert [
+        (o.kind, o.ticket_id, o.payload["message"], o.recipient, o.channel) for o in outbox
+    ] == [
+        ("notify", t.id, "p1", "m1", "sms"),
+        ("notify", t.id, "p1", "m1", "email"),
+    ]
+    assert outbox[1].payload["to"] == {"id": "m1", "email": "m1@example.com"}
 
 
 def test_entering_a_state_creates_linked_ticket(env: tuple[Runtime, ManualClock]) -> None:
@@ -298,7 +326,9 @@ def test_reopen_raises_priority_and_notes_it(env: tuple[Runtime, ManualClock]) -
     assert not [e for e in rt.timeline(t.id, CUSTOMER) if e.kind == "commented"]
 
 
-def test_delayed_rule_fires_once_and_is_void_after_leaving(env: tuple[Runtime, ManualClock]) -> None:
+def test_delayed_rule_fires_once_and_is_void_after_leaving(
+    env: tuple[Runtime, ManualClock],
+) -> None:
     rt, clock = env
     t = to_in_progress(rt)
     rt.transition(t.id, "resolve", ENGINEER, fields={"signature": SIGNATURE, "hours": 1})
@@ -353,7 +383,9 @@ def test_idempotency_key_creates_one_ticket(env: tuple[Runtime, ManualClock]) ->
     assert len(query_all(rt, AGENT)) == 1
 
 
-def test_failure_mid_command_leaves_nothing(env: tuple[Runtime, ManualClock], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_mid_command_leaves_nothing(
+    env: tuple[Runtime, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rt, _ = env
     t = new_repair(rt, priority="P1")
     before = snapshot_db(rt, t.id)
@@ -488,10 +520,14 @@ def _drop_waiting_parts(data: dict[str, Any]) -> None:
 def test_removing_a_state_in_use_needs_a_map(env: tuple[Runtime, ManualClock]) -> None:
     rt, _ = env
     waiting = to_in_progress(rt)
-    rt.transition(waiting.id, "need_parts", ENGINEER, fields={"parts": [{"part_no": "X", "qty": 1}]})
+    rt.transition(
+        waiting.id, "need_parts", ENGINEER, fields={"parts": [{"part_no": "X", "qty": 1}]}
+    )
     other = new_repair(rt)
     smaller = _variant(_drop_waiting_parts)
-    with pytest.raises(PublishRefused, match="1 open repair ticket\\(s\\) in state 'waiting_parts'"):
+    with pytest.raises(
+        PublishRefused, match="1 open repair ticket\\(s\\) in state 'waiting_parts'"
+    ):
         rt.publish(smaller)
     assert [v.version for v in rt.versions("default", "service")] == [1]
     row = rt.publish(smaller, migrate={"waiting_parts": "in_progress"})
@@ -508,8 +544,16 @@ def test_running_tickets_keep_their_version(env: tuple[Runtime, ManualClock]) ->
 
     def extra_state(data: dict[str, Any]) -> None:
         data["workflows"]["repair"]["states"]["on_hold"] = {}
-        data["workflows"]["repair"]["transitions"]["hold"] = {"from": "new", "to": "on_hold", "roles": ["agent"]}
-        data["workflows"]["repair"]["transitions"]["unhold"] = {"from": "on_hold", "to": "new", "roles": ["agent"]}
+        data["workflows"]["repair"]["transitions"]["hold"] = {
+            "from": "new",
+            "to": "on_hold",
+            "roles": ["agent"],
+        }
+        data["workflows"]["repair"]["transitions"]["unhold"] = {
+            "from": "on_hold",
+            "to": "new",
+            "roles": ["agent"],
+        }
 
     rt.publish(_variant(extra_state))
     new = new_repair(rt)
@@ -525,7 +569,11 @@ def test_audit_chain_covers_commands_and_publishes(env: tuple[Runtime, ManualClo
     rt.update(t.id, {"priority": "P1"}, AGENT)
     with rt.store.read() as tx:
         rows = tx.audit("default")
-    assert [(r.action, r.actor) for r in rows] == [("publish", "system"), ("create", "c1"), ("update", "a1")]
+    assert [(r.action, r.actor) for r in rows] == [
+        ("publish", "system"),
+        ("create", "c1"),
+        ("update", "a1"),
+    ]
     assert rows[2].before == {"priority": "P3"} and rows[2].after == {"priority": "P1"}
     assert verify(rt.store, "default") == []
 
@@ -551,7 +599,9 @@ def test_a_user_called_system_is_an_ordinary_user(env: tuple[Runtime, ManualCloc
         rt.get(t.id, impostor)
     # An agent whose id looks like a rule's role actor still needs the transition's role.
     with pytest.raises(PermissionDenied, match="may be taken by dispatcher"):
-        rt.transition(t.id, "assign", Actor.of("system:dispatcher", ["agent"]), fields={"assignee": "e1"})
+        rt.transition(
+            t.id, "assign", Actor.of("system:dispatcher", ["agent"]), fields={"assignee": "e1"}
+        )
 
 
 def test_nul_characters_are_refused_everywhere(env: tuple[Runtime, ManualClock]) -> None:

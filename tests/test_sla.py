@@ -31,7 +31,9 @@ def berlin(text: str) -> datetime:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_sla_scenario(scenario: Path, snapshot: SnapshotAssertion, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sla_scenario(
+    scenario: Path, snapshot: SnapshotAssertion, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(ROOT)
     result = CliRunner().invoke(app, ["simulate", str(PACK), str(scenario.relative_to(ROOT))])
     assert result.exit_code == 0, result.output
@@ -43,6 +45,12 @@ def desk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Runti
     clock = ManualClock(berlin("2026-03-01T00:00"))
     with database_url(request.param, tmp_path) as url:
         rt = Runtime.open(ROOT / PACK, database_url=url, clock=clock, new_id=counter_ids())
+        # Escalations notify roles: the directory says who holds them.
+        rt.put_people(
+            "default",
+            [{"id": "lea", "roles": ["lead"]}, {"id": "dir", "roles": ["director"]},
+             {"id": "max", "roles": ["manager"]}],
+        )  # fmt: skip
         try:
             yield rt, clock
         finally:
@@ -53,7 +61,9 @@ def clocks(rt: Runtime, ticket_id: str) -> dict[str, Any]:
     return {c.metric: c for c in rt.sla(ticket_id, ALI)}
 
 
-def run_until(rt: Runtime, clock: ManualClock, until: datetime, step: timedelta = timedelta(minutes=30)) -> None:
+def run_until(
+    rt: Runtime, clock: ManualClock, until: datetime, step: timedelta = timedelta(minutes=30)
+) -> None:
     while clock.now() < until:
         clock.advance(min(step, until - clock.now()))
         rt.run_due()
@@ -88,7 +98,11 @@ def test_pause_shifts_the_due_time(desk: tuple[Runtime, ManualClock]) -> None:
     clock.advance(timedelta(hours=2))
     rt.transition(t.id, "need_parts", ALI)
     paused = clocks(rt, t.id)["resolution"]
-    assert (paused.state, paused.elapsed, paused.due) == ("paused", timedelta(hours=2, minutes=30), None)
+    assert (paused.state, paused.elapsed, paused.due) == (
+        "paused",
+        timedelta(hours=2, minutes=30),
+        None,
+    )
     clock.set(berlin("2026-03-04T11:30"))
     rt.transition(t.id, "parts_in", ALI)
     resumed = clocks(rt, t.id)["resolution"]
@@ -104,7 +118,11 @@ def test_priority_change_retargets(desk: tuple[Runtime, ManualClock]) -> None:
     clock.advance(timedelta(hours=3))
     rt.update(t.id, {"priority": "P1"}, ALI)
     c = clocks(rt, t.id)["resolution"]
-    assert (c.target, c.elapsed, c.due) == (timedelta(hours=4), timedelta(hours=3), berlin("2026-03-03T13:00"))
+    assert (c.target, c.elapsed, c.due) == (
+        timedelta(hours=4),
+        timedelta(hours=3),
+        berlin("2026-03-03T13:00"),
+    )
     assert c.history[-1]["what"] == "retargeted"
 
 

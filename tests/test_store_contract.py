@@ -23,19 +23,29 @@ from store_fixtures import (
     draft,
     event,
     hammer,
+    message,
     open_test_store,
     outbox_row,
     pack_row,
+    person,
     store_url,
     ticket,
     timer,
 )
 
 from runtime.audit import GENESIS, chain, verify
-from runtime.records import Conflict, SeeClause, TicketQuery, TicketRow
+from runtime.records import Conflict, OutboxRow, SeeClause, TicketQuery, TicketRow
 from runtime.store import MemoryStore, open_store
 from runtime.store.base import Store, iter_audit
-from runtime.store.sql import SqlStore, metadata, upgrade
+from runtime.store.sql import (
+    MIGRATIONS,
+    SqlStore,
+    UTCDateTime,
+    json_type,
+    make_engine,
+    metadata,
+    upgrade,
+)
 
 NO_PG = f"{PG_URL_VAR} is not set: PostgreSQL contract tests skipped"
 PG = pytest.param("postgresql", marks=pytest.mark.skipif(not os.environ.get(PG_URL_VAR), reason=NO_PG))
@@ -627,6 +637,361 @@ def test_outbox_order_and_status(store: Store) -> None:
         assert tx.outbox("acme", "dead") == []
 
 
+def test_outbox_rows_round_trip_and_are_due_from_creation(store: Store) -> None:
+    """A row added without next_attempt_at is due when created (one indexed column);
+    the delivery columns round-trip; the caller's row is not changed."""
+    plain = outbox_row("acme", "o1", 1)
+    full = outbox_row(
+        "acme", "o2", 2, kind="notify", channel="email", recipient="u1", status="dead",
+        attempts=5, next_attempt_at=None, last_error="550 mailbox unavailable ✗",
+        delivered_at=None,
+    )
+    hook = outbox_row(
+        "acme", "o3", 3, kind="webhook", ticket_id=None, status="sent", attempts=1,
+        next_attempt_at=at(4), delivered_at=at(4).astimezone(timezone(timedelta(hours=8))),
+    )
+    with store.transaction() as tx:
+        tx.add_outbox([plain, full, hook])
+    assert plain.next_attempt_at is None
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "o1") == dataclasses.replace(plain, next_attempt_at=at(1))
+        assert tx.outbox_message("acme", "o2") == dataclasses.replace(full, next_attempt_at=at(2))
+        got = tx.outbox_message("acme", "o3")
+        assert got == hook
+        assert got is not None and got.delivered_at is not None
+        assert got.delivered_at.tzinfo == UTC and got.channel is None
+        assert tx.outbox_message("acme", "nope") is None
+        assert tx.outbox_message("beta", "o1") is None
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.add_outbox([outbox_row("acme", "o4", 4), outbox_row("acme", "o1", 5)])
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "o4") is None  # the failed command left nothing
+
+
+def claim(store: Store, now: float, limit: int, lease: float) -> list[tuple[str, str, int]]:
+    """(tenant, id, attempts) of the rows claimed, checking each is returned as stored."""
+    with store.transaction() as tx:
+        rows = tx.claim_outbox(at(now), limit, at(lease))
+    with store.read() as tx:
+        for row in rows:
+            assert row.next_attempt_at == at(lease) and row.status == "pending"
+            assert tx.outbox_message(row.tenant_id, row.id) == row
+    return [(r.tenant_id, r.id, r.attempts) for r in rows]
+
+
+def test_claim_outbox_order_limit_and_lease(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox(
+            [
+                outbox_row("acme", "o3", 3),
+                outbox_row("beta", "o2", 2),
+                outbox_row("acme", "late", 1, next_attempt_at=at(5)),
+                outbox_row("acme", "x4b", 4),
+                outbox_row("beta", "x4a", 4),
+                outbox_row("acme", "x4a", 4),
+                outbox_row("acme", "sent", 0, status="sent", attempts=1),
+                outbox_row("acme", "dead", 0, status="dead", attempts=9),
+                outbox_row("acme", "future", 0, next_attempt_at=at(30)),
+            ]
+        )
+    # Earliest due first, then tenant and id; each claim counts as an attempt.
+    assert claim(store, 10, 3, 20) == [("beta", "o2", 1), ("acme", "o3", 1), ("acme", "x4a", 1)]
+    # Claimed rows wait for their lease to end: the next claim takes the others.
+    assert claim(store, 10, 10, 20) == [("acme", "x4b", 1), ("beta", "x4a", 1), ("acme", "late", 1)]
+    assert claim(store, 19.99, 10, 40) == []
+    assert claim(store, 0, 10, 40) == []
+    # A worker that died mid-delivery: once the lease ends the rows are claimed again.
+    assert claim(store, 20, 4, 40) == [
+        ("acme", "late", 2), ("acme", "o3", 2), ("acme", "x4a", 2), ("acme", "x4b", 2)
+    ]
+    assert claim(store, 30, 10, 40) == [("beta", "o2", 2), ("beta", "x4a", 2), ("acme", "future", 1)]
+    assert claim(store, 39, 10, 50) == []
+    assert claim(store, 40, 0, 50) == []
+    with store.read() as tx:
+        rows = {r.id: r for r in tx.outbox("acme")}
+        assert (rows["sent"].status, rows["sent"].attempts) == ("sent", 1)
+        assert (rows["dead"].status, rows["dead"].attempts) == ("dead", 9)
+        with pytest.raises(RuntimeError):
+            tx.claim_outbox(at(40), 10, at(50))  # a claim writes
+
+
+def test_claim_outbox_in_a_failed_transaction_claims_nothing(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox([outbox_row("acme", "o1", 1)])
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert [r.id for r in tx.claim_outbox(at(10), 10, at(20))] == ["o1"]
+        raise Boom
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "o1") == outbox_row("acme", "o1", 1, next_attempt_at=at(1))
+    assert claim(store, 10, 10, 20) == [("acme", "o1", 1)]
+
+
+def test_finish_outbox_writes_only_the_current_attempt(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox([outbox_row("acme", "o1", 0, channel="sms", recipient="u1")])
+    assert claim(store, 1, 1, 5) == [("acme", "o1", 1)]
+    assert claim(store, 5, 1, 9) == [("acme", "o1", 2)]  # the first worker's lease ran out
+    with store.read() as tx:
+        held = tx.outbox_message("acme", "o1")
+    # The first worker comes back: its outcome is refused and changes nothing.
+    with store.transaction() as tx:
+        assert not tx.finish_outbox("acme", "o1", 1, "sent", None, None, at(6))
+        assert not tx.finish_outbox("acme", "o1", 3, "dead", None, "late", None)
+        assert not tx.finish_outbox("acme", "nope", 2, "sent", None, None, at(6))
+        assert not tx.finish_outbox("beta", "o1", 2, "sent", None, None, at(6))
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "o1") == held
+    # The holder's failed attempt: retried later, the error kept.
+    with store.transaction() as tx:
+        assert tx.finish_outbox("acme", "o1", 2, "pending", at(12), "gateway timeout", None)
+    with store.read() as tx:
+        got = tx.outbox_message("acme", "o1")
+    assert got is not None
+    assert (got.status, got.attempts, got.next_attempt_at, got.last_error, got.delivered_at) == (
+        "pending", 2, at(12), "gateway timeout", None
+    )
+    assert claim(store, 11, 1, 20) == []
+    assert claim(store, 12, 1, 20) == [("acme", "o1", 3)]
+    # A rolled-back outcome is not written.
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert tx.finish_outbox("acme", "o1", 3, "dead", None, "x", None)
+        raise Boom
+    shanghai = timezone(timedelta(hours=8))
+    with store.transaction() as tx:
+        assert tx.finish_outbox("acme", "o1", 3, "sent", None, None, at(13).astimezone(shanghai))
+    with store.read() as tx:
+        got = tx.outbox_message("acme", "o1")
+        assert [r.id for r in tx.outbox("acme", "sent")] == ["o1"]
+    assert got is not None
+    assert (got.status, got.attempts, got.next_attempt_at, got.last_error) == ("sent", 3, None, None)
+    assert got.delivered_at == at(13) and got.delivered_at.tzinfo == UTC
+    assert claim(store, 100, 10, 200) == []
+
+
+def test_finish_outbox_refuses_bad_outcomes(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox([outbox_row("acme", "o1", 0)])
+    for status, next_attempt in (("sending", at(5)), ("failed", at(5)), ("pending", None)):
+        with pytest.raises(ValueError), store.transaction() as tx:
+            tx.finish_outbox("acme", "o1", 0, status, next_attempt, None, None)
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "o1") == outbox_row("acme", "o1", 0, next_attempt_at=at(0))
+
+
+def test_retry_outbox_revives_only_dead_rows_of_the_tenant(store: Store) -> None:
+    def dead(tenant: str, id: str) -> OutboxRow:
+        return outbox_row(tenant, id, 1, status="dead", attempts=5, last_error="bounced")
+
+    with store.transaction() as tx:
+        tx.add_outbox(
+            [
+                dead("acme", "d1"),
+                dead("acme", "d2"),
+                dead("beta", "d1"),
+                outbox_row("acme", "p", 2, attempts=2, next_attempt_at=at(60)),
+                outbox_row("acme", "s", 3, status="sent", attempts=1, delivered_at=at(3)),
+            ]
+        )
+        before = {(r.tenant_id, r.id): r for t in ("acme", "beta") for r in tx.outbox(t)}
+    with store.transaction() as tx:
+        assert tx.retry_outbox("acme", ["d1", "p", "s", "missing", "d1"], at(50)) == 1
+        assert tx.retry_outbox("acme", [], at(50)) == 0
+    with store.read() as tx:
+        after = {(r.tenant_id, r.id): r for t in ("acme", "beta") for r in tx.outbox(t)}
+    revived = dataclasses.replace(
+        before[("acme", "d1")], status="pending", attempts=0, next_attempt_at=at(50)
+    )
+    assert after == {**before, ("acme", "d1"): revived}
+    assert revived.last_error == "bounced"
+    with pytest.raises(Boom), store.transaction() as tx:
+        assert tx.retry_outbox("acme", ["d2"], at(50)) == 1
+        raise Boom
+    with store.read() as tx:
+        assert [r.id for r in tx.outbox("acme", "dead")] == ["d2"]
+    assert claim(store, 50, 10, 70) == [("acme", "d1", 1)]
+    with store.transaction() as tx:
+        assert tx.retry_outbox("beta", ["d1", "d2"], at(55)) == 1
+    assert claim(store, 60, 10, 70) == [("beta", "d1", 1), ("acme", "p", 3)]
+
+
+def test_inbox_lists_a_persons_in_app_messages_newest_first(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.add_outbox(
+            [
+                message("acme", "m1", 1),
+                message("acme", "m3b", 3),
+                message("acme", "m2", 2, status="dead", delivered_at=None, last_error="x"),
+                message("acme", "m3a", 3, status="pending", delivered_at=None),
+                message("acme", "mail", 4, channel="email"),
+                message("acme", "other", 5, recipient="u2"),
+                message("beta", "theirs", 6),
+                outbox_row("acme", "hook", 7, kind="webhook"),
+            ]
+        )
+    with store.read() as tx:
+        mine = tx.inbox("acme", "u1")
+        assert [r.id for r in mine] == ["m3b", "m3a", "m2", "m1"]
+        assert mine[0] == message("acme", "m3b", 3, next_attempt_at=at(3))
+        assert [r.id for r in tx.inbox("acme", "u2")] == ["other"]
+        assert [r.id for r in tx.inbox("beta", "u1")] == ["theirs"]
+        assert tx.inbox("acme", "nobody") == []
+        assert [r.id for r in tx.inbox("acme", "u1", limit=2)] == ["m3b", "m3a"]
+        assert [r.id for r in tx.inbox("acme", "u1", before=(at(3), "m3b"))] == ["m3a", "m2", "m1"]
+        assert [r.id for r in tx.inbox("acme", "u1", before=(at(2), "m2"))] == ["m1"]
+        assert tx.inbox("acme", "u1", before=(at(1), "m1")) == []
+    # Paging one row at a time walks every message once, ties included.
+    seen: list[str] = []
+    before = None
+    while True:
+        with store.read() as tx:
+            page = tx.inbox("acme", "u1", limit=1, before=before)
+        if not page:
+            break
+        seen.extend(r.id for r in page)
+        before = (page[-1].created_at, page[-1].id)
+    assert seen == ["m3b", "m3a", "m2", "m1"]
+
+
+# -- the people directory -------------------------------------------------------------------
+
+
+def test_people_upsert_remove_and_revision(store: Store) -> None:
+    with store.read() as tx:
+        assert tx.directory_rev("acme") == 0
+        assert tx.people("acme") == []
+    with store.transaction() as tx:
+        tx.put_people("acme", [person("acme", "p2"), person("acme", "p1", skills=["hvac"])])
+        tx.put_people("beta", [person("beta", "p1", name="Beta One")])
+    with store.read() as tx:
+        assert tx.people("acme") == [person("acme", "p1", skills=["hvac"]), person("acme", "p2")]
+        assert tx.person("acme", "p1") == person("acme", "p1", skills=["hvac"])
+        assert tx.person("beta", "p1") == person("beta", "p1", name="Beta One")
+        assert tx.person("acme", "p3") is None
+        assert (tx.directory_rev("acme"), tx.directory_rev("beta")) == (1, 1)
+    replaced = dataclasses.replace(person("acme", "p1", roles=["manager"]), updated_at=at(5))
+    with store.transaction() as tx:
+        tx.put_people("acme", [replaced])  # the same key: replaced, not duplicated
+        assert tx.directory_rev("acme") == 2  # inside the transaction that moved it
+    with store.read() as tx:
+        assert tx.people("acme") == [replaced, person("acme", "p2")]
+        assert tx.person("acme", "p1") == replaced and "skills" not in replaced.data
+        assert tx.directory_rev("acme") == 2 and tx.directory_rev("beta") == 1
+    with store.transaction() as tx:
+        assert tx.remove_people("acme", ["p2", "nope", "p2"]) == 1
+        assert tx.remove_people("acme", ["nope"]) == 0  # changed nothing: no new revision
+        tx.put_people("acme", [])
+        assert tx.remove_people("acme", []) == 0
+    with store.read() as tx:
+        assert tx.people("acme") == [replaced]
+        assert tx.directory_rev("acme") == 3
+        assert tx.people("beta") == [person("beta", "p1", name="Beta One")]
+
+
+def test_directory_revision_does_not_move_in_a_failed_transaction(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.put_people("acme", [person("acme", "p1"), person("acme", "p2")])
+    for change in (
+        lambda tx: tx.put_people("acme", [person("acme", "p1", name="renamed")]),
+        lambda tx: tx.remove_people("acme", ["p2"]),
+    ):
+        with pytest.raises(Boom), store.transaction() as tx:
+            change(tx)
+            assert tx.directory_rev("acme") == 2
+            raise Boom
+    with pytest.raises(ValueError), store.transaction() as tx:
+        tx.put_people("acme", [person("acme", "p3"), person("beta", "p4")])  # not acme's
+    with store.read() as tx:
+        assert tx.directory_rev("acme") == 1
+        assert tx.people("acme") == [person("acme", "p1"), person("acme", "p2")]
+        assert tx.people("beta") == []
+
+
+def test_people_are_copies(store: Store) -> None:
+    row = person("acme", "p1", skills=["hvac"])
+    with store.transaction() as tx:
+        tx.put_people("acme", [row])
+    row.data["skills"].append("pos")
+    with store.read() as tx:
+        got = tx.person("acme", "p1")
+        assert got is not None and got.data["skills"] == ["hvac"]
+        got.data["skills"].append("x")
+        assert tx.people("acme")[0].data["skills"] == ["hvac"]
+
+
+# -- assignee load --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loaded(store: Store) -> Store:
+    insert(
+        store,
+        ticket(id="a", assignee="e1", fields={"priority": "P1", "rating": 4, "urgent": True}),
+        ticket(id="b", assignee="e1", fields={"priority": "P2", "rating": 4, "urgent": False}),
+        ticket(id="c", assignee="e1", fields={"priority": "P1", "a.b": "dotted"}),
+        ticket(id="d", assignee="e2", fields={}),
+        ticket(id="e", assignee="e2", fields={"priority": None}),
+        ticket(id="f", assignee="e2", fields={"priority": "P1", "rating": 2.5}),
+        ticket(id="g", assignee="role:engineer", fields={"priority": "P3"}),
+        ticket(id="h", assignee="e1", fields={"priority": "P1"}, closed=True),  # closed
+        ticket(id="i", assignee=None, fields={"priority": "P1"}),  # unassigned
+        ticket("beta", "a", assignee="e1", fields={"priority": "P9"}),
+    )
+    return store
+
+
+def test_open_load_counts_open_assigned_tickets(loaded: Store) -> None:
+    with loaded.read() as tx:
+        assert tx.open_load("acme") == {
+            "e1": {None: 3}, "e2": {None: 3}, "role:engineer": {None: 1}
+        }
+        assert tx.open_load("acme", "priority") == {
+            "e1": {"P1": 2, "P2": 1},
+            "e2": {None: 2, "P1": 1},
+            "role:engineer": {"P3": 1},
+        }
+        assert tx.open_load("beta", "priority") == {"e1": {"P9": 1}}
+        assert tx.open_load("nobody") == {} and tx.open_load("nobody", "priority") == {}
+
+
+def test_open_load_values_are_text(loaded: Store) -> None:
+    with loaded.read() as tx:
+        assert tx.open_load("acme", "rating") == {
+            "e1": {"4": 2, None: 1}, "e2": {None: 2, "2.5": 1}, "role:engineer": {None: 1}
+        }
+        assert tx.open_load("acme", "urgent")["e1"] == {"true": 1, "false": 1, None: 1}
+        assert tx.open_load("acme", "a.b")["e1"] == {"dotted": 1, None: 2}
+        assert tx.open_load("acme", "missing") == {
+            "e1": {None: 3}, "e2": {None: 3}, "role:engineer": {None: 1}
+        }
+        with pytest.raises(ValueError):
+            tx.open_load("acme", 'x"y')
+
+
+# -- tenants --------------------------------------------------------------------------------
+
+
+def test_tenants_never_see_each_others_delivery_and_directory(store: Store) -> None:
+    """The same ids in two tenants: every read and write stays in its tenant."""
+    with store.transaction() as tx:
+        for tenant in ("acme", "beta"):
+            tx.add_outbox([message(tenant, "m1", 1, payload={"t": tenant})])
+            tx.add_outbox([outbox_row(tenant, "d1", 1, status="dead", payload={"t": tenant})])
+            tx.put_people(tenant, [person(tenant, "p1", name=tenant)])
+        tx.insert_ticket(ticket("acme", "t1", assignee="e1"))
+    with store.transaction() as tx:
+        assert tx.retry_outbox("beta", ["d1"], at(2)) == 1
+        assert tx.remove_people("beta", ["p1"]) == 1
+    with store.read() as tx:
+        assert tx.outbox_message("acme", "d1") is not None
+        assert tx.outbox_message("beta", "m1") == message("beta", "m1", 1, payload={"t": "beta"}, next_attempt_at=at(1))
+        assert [r.payload for r in tx.inbox("beta", "u1")] == [{"t": "beta"}]
+        assert [(r.id, r.status) for r in tx.outbox("acme")] == [("d1", "dead"), ("m1", "sent")]
+        assert [(r.id, r.status) for r in tx.outbox("beta")] == [("d1", "pending"), ("m1", "sent")]
+        assert tx.people("acme") == [person("acme", "p1", name="acme")] and tx.people("beta") == []
+        assert (tx.directory_rev("acme"), tx.directory_rev("beta")) == (1, 2)
+        assert tx.open_load("beta") == {} and tx.open_load("acme") == {"e1": {None: 1}}
+
+
 # -- SQL stores only ------------------------------------------------------------------------
 
 
@@ -643,13 +1008,106 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
 
 
 def test_migrations_match_the_tables(sql_url: str) -> None:
-    assert upgrade(sql_url) == "0002"
-    assert upgrade(sql_url) == "0002"  # idempotent
+    assert upgrade(sql_url) == "0003"
+    assert upgrade(sql_url) == "0003"  # idempotent
     store = SqlStore(sql_url, create=False)
     try:
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
+    finally:
+        store.close()
+
+
+def _migrate(url: str, revision: str, *, down: bool = False) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_migration_0003_back_fills_the_outbox_and_goes_down_and_up(sql_url: str) -> None:
+    from sqlalchemy import column, inspect, table
+
+    _migrate(sql_url, "0002")
+    old_outbox = table(
+        "outbox",
+        column("tenant_id"), column("id"), column("created_at", UTCDateTime()),
+        column("kind"), column("ticket_id"), column("payload", json_type()),
+        column("status"), column("attempts"), column("next_attempt_at", UTCDateTime()),
+    )
+    old = [
+        ("sending", None), ("failed", at(7)), ("pending", None), ("sent", None), ("dead", at(8))
+    ]
+    engine = make_engine(sql_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(old_outbox.insert(), [
+                {"tenant_id": "acme", "id": f"o{n}", "created_at": at(n), "kind": "notify",
+                 "ticket_id": "t1", "payload": {"n": n}, "status": status, "attempts": 1,
+                 "next_attempt_at": due}
+                for n, (status, due) in enumerate(old)
+            ])
+    finally:
+        engine.dispose()
+    assert upgrade(sql_url) == "0003"
+    store = SqlStore(sql_url, create=False)
+    try:
+        with store.read() as tx:
+            rows = tx.outbox("acme")
+        assert [(r.status, r.next_attempt_at) for r in rows] == [
+            ("pending", at(0)), ("pending", at(7)), ("pending", at(2)), ("sent", at(3)),
+            ("dead", at(8)),
+        ]
+        assert {(r.channel, r.recipient, r.last_error, r.delivered_at) for r in rows} == {
+            (None, None, None, None)
+        }
+        # Rows a worker held ('sending') or gave up on for now ('failed') are due again.
+        assert claim(store, 5, 10, 60) == [("acme", "o0", 2), ("acme", "o2", 2)]
+        with store.transaction() as tx:
+            tx.put_people("acme", [person("acme", "p1")])
+            tx.next_sequence("acme", "ref:retail:repair")
+    finally:
+        store.close()
+
+    _migrate(sql_url, "0002", down=True)
+    engine = make_engine(sql_url)
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            assert "people" not in found.get_table_names()
+            assert [c["name"] for c in found.get_columns("outbox")] == [
+                c.name for c in old_outbox.c
+            ]
+            assert {i["name"]: i["column_names"] for i in found.get_indexes("outbox")} == {
+                "ix_outbox_status": ["status", "created_at"],
+                "ix_outbox_tenant": ["tenant_id", "created_at"],
+            }
+            assert {i["name"]: i["column_names"] for i in found.get_indexes("tickets")}[
+                "ix_tickets_assignee"
+            ] == ["tenant_id", "assignee"]
+            assert conn.exec_driver_sql("SELECT count(*) FROM outbox").scalar() == len(old)
+            names = conn.exec_driver_sql("SELECT name FROM sequences").scalars().all()
+            assert names == ["ref:retail:repair"]  # the directory's revision went with it
+    finally:
+        engine.dispose()
+
+    assert upgrade(sql_url) == "0003"
+    store = SqlStore(sql_url, create=False)
+    try:
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+        with store.read() as tx:
+            assert len(tx.outbox("acme")) == len(old) and tx.directory_rev("acme") == 0
     finally:
         store.close()
 
@@ -730,6 +1188,35 @@ def test_postgres_due_timers_skip_locked_rows(pg_store: Store) -> None:
         assert second_done.wait(10)
     thread.join()
     assert taken == [["m0", "m1"], ["m2", "m3"]]
+
+
+def test_postgres_outbox_claims_skip_locked_rows(pg_store: Store) -> None:
+    """Two workers claiming at once take disjoint rows, neither waiting for the other."""
+    with pg_store.transaction() as tx:
+        tx.add_outbox([outbox_row("acme", f"m{i}", i) for i in range(4)])
+    taken: list[list[str]] = []
+    first_holds = threading.Event()
+    second_done = threading.Event()
+
+    def worker() -> None:
+        first_holds.wait()
+        with pg_store.transaction() as tx:
+            taken.append([r.id for r in tx.claim_outbox(at(10), 2, at(20))])
+        second_done.set()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with pg_store.transaction() as tx:
+        taken.append([r.id for r in tx.claim_outbox(at(10), 2, at(20))])
+        first_holds.set()
+        assert second_done.wait(10)  # not blocked on the rows this transaction holds
+    thread.join()
+    assert taken == [["m0", "m1"], ["m2", "m3"]]
+    with pg_store.read() as tx:
+        rows = tx.outbox("acme")
+    assert [(r.id, r.attempts, r.next_attempt_at) for r in rows] == [
+        (f"m{i}", 1, at(20)) for i in range(4)
+    ]
 
 
 def test_postgres_stores_aware_utc(pg_store: Store) -> None:

@@ -19,10 +19,14 @@ from runtime.records import (
     EventRow,
     OutboxRow,
     PackVersionRow,
+    PersonRow,
     TicketQuery,
     TicketRow,
     TimerRow,
 )
+
+# The `next_sequence` name counting directory revisions (ticket references use `ref:…`).
+DIRECTORY_SEQUENCE = "rev:directory"
 
 
 class Tx(Protocol):
@@ -44,6 +48,16 @@ class Tx(Protocol):
 
     def count_open_by_state(self, tenant_id: str, pack: str) -> dict[tuple[int, str, str], int]:
         """Open (not closed) tickets of a pack counted by (pack_version, template, state)."""
+
+    def open_load(
+        self, tenant_id: str, field: str | None = None
+    ) -> dict[str, dict[str | None, int]]:
+        """Open (not closed) tickets with an assignee, counted in the database by
+        assignee, then by the ticket's value of `fields[field]` as text: a string as it
+        is, a number or boolean as its JSON text (`"2"`, `"true"`), None when the field is
+        missing or null, or when `field` is None (then each assignee has one count, under
+        None). Arrays and objects count under their JSON text, whose spelling varies by
+        store. `field` must not contain `"`."""
 
     def open_tickets_of_pack(self, tenant_id: str, pack: str) -> list[TicketRow]:
         """Every open ticket of a pack, for a migration at publish time."""
@@ -69,12 +83,60 @@ class Tx(Protocol):
     def audit_tenants(self) -> list[str]:
         """Every tenant with audit rows."""
 
-    # outbox and timers
+    # outbox
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
-        """Queue messages for delivery after commit."""
+        """Queue messages for delivery after commit. A row without `next_attempt_at` is
+        stored with next_attempt_at = created_at (due at once); the caller's rows are
+        not changed. A duplicate (tenant_id, id) raises Conflict."""
 
     def outbox(self, tenant_id: str, status: str | None = None) -> list[OutboxRow]:
         """Queued messages in creation order, optionally of one status."""
+
+    def outbox_message(self, tenant_id: str, id: str) -> OutboxRow | None:
+        """One message, or None."""
+
+    def claim_outbox(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxRow]:
+        """Take up to `limit` due messages for delivery, across tenants: status pending and
+        next_attempt_at <= now, earliest next_attempt_at first (then tenant_id, id). Each
+        is written with attempts + 1 and next_attempt_at = lease_until, and returned so:
+        a worker that dies mid-delivery leaves the row to be claimed again once the lease
+        ends. On PostgreSQL the rows are locked (FOR UPDATE SKIP LOCKED), so concurrent
+        claims take disjoint rows. A write."""
+
+    def finish_outbox(
+        self,
+        tenant_id: str,
+        id: str,
+        attempts: int,
+        status: str,
+        next_attempt_at: datetime | None,
+        last_error: str | None,
+        delivered_at: datetime | None,
+    ) -> bool:
+        """Record the outcome of an attempt (status pending with the next attempt's time,
+        sent, or dead), only if the stored `attempts` still equals `attempts`, i.e. the
+        row was not claimed again since (a worker whose lease ran out must not overwrite
+        the new holder's outcome). True when written; False changes nothing. An unknown
+        status, or pending without next_attempt_at (it would never be due), raises
+        ValueError."""
+
+    def retry_outbox(self, tenant_id: str, ids: Sequence[str], now: datetime) -> int:
+        """Put the dead messages among `ids` back to pending with attempts = 0 and
+        next_attempt_at = now (last_error kept); returns how many. Other ids (not dead,
+        unknown, another tenant's) are left as they are."""
+
+    def inbox(
+        self,
+        tenant_id: str,
+        recipient: str,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[OutboxRow]:
+        """A person's in-app messages (channel 'in_app', this recipient), any status,
+        newest first by (created_at, id); `before` is the (created_at, id) of the last
+        row of the previous page."""
+
+    # timers
 
     def add_timers(self, rows: Sequence[TimerRow]) -> None:
         """Schedule work."""
@@ -100,6 +162,28 @@ class Tx(Protocol):
 
     def next_sequence(self, tenant_id: str, name: str) -> int:
         """1, 2, 3 … per (tenant, name); gap-free within committed transactions."""
+
+    # the people directory
+    def put_people(self, tenant_id: str, rows: Sequence[PersonRow]) -> None:
+        """Insert the rows, replacing any with the same (tenant_id, id). Every row must be
+        of `tenant_id` (else ValueError, nothing written). A call with rows moves
+        `directory_rev`."""
+
+    def remove_people(self, tenant_id: str, ids: Sequence[str]) -> int:
+        """Remove these people; returns how many there were. Moves `directory_rev` when
+        it removed any."""
+
+    def people(self, tenant_id: str) -> list[PersonRow]:
+        """The tenant's directory, by id."""
+
+    def person(self, tenant_id: str, id: str) -> PersonRow | None:
+        """One person, or None."""
+
+    def directory_rev(self, tenant_id: str) -> int:
+        """The directory's revision: 0 for a tenant whose directory was never written,
+        then one more for each committed `put_people` / `remove_people` call that changed
+        it (bumped in the same transaction). A process caching the directory reloads it
+        only when this moved. Kept in the sequences as `DIRECTORY_SEQUENCE`."""
 
     # pack versions
     def add_pack_version(self, row: PackVersionRow) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,15 +28,20 @@ from runtime.records import (
     Conflict,
     EventRow,
     OutboxRow,
+    OutboxStatus,
     PackVersionRow,
+    PersonRow,
     SeeClause,
     TicketQuery,
     TicketRow,
     TimerRow,
     TimerStatus,
 )
+from runtime.store.base import DIRECTORY_SEQUENCE
 
-_Row = TypeVar("_Row", TicketRow, EventRow, AuditRow, OutboxRow, TimerRow, PackVersionRow)
+_Row = TypeVar(
+    "_Row", TicketRow, EventRow, AuditRow, OutboxRow, TimerRow, PackVersionRow, PersonRow
+)
 _Keyed = TypeVar("_Keyed", OutboxRow, TimerRow)
 
 # The JSON-valued and datetime attributes of each row type: what a copy converts.
@@ -46,17 +52,20 @@ _JSON_ATTRS: dict[type[Any], tuple[str, ...]] = {
     OutboxRow: ("payload",),
     TimerRow: ("payload",),
     PackVersionRow: ("document",),
+    PersonRow: ("data",),
 }
 _TIME_ATTRS: dict[type[Any], tuple[str, ...]] = {
     TicketRow: ("created_at", "updated_at", "state_entered_at"),
     EventRow: ("at",),
     AuditRow: ("at",),
-    OutboxRow: ("created_at", "next_attempt_at"),
+    OutboxRow: ("created_at", "next_attempt_at", "delivered_at"),
     TimerRow: ("due_at", "fired_at"),
     PackVersionRow: ("published_at",),
+    PersonRow: ("updated_at",),
 }
 
 _TIMER_STATUSES = frozenset({"waiting", "fired", "cancelled"})
+_OUTBOX_STATUSES = frozenset({"pending", "sent", "dead"})
 
 
 def _utc(value: datetime) -> datetime:
@@ -64,6 +73,28 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: the store takes aware datetimes")
     return value.astimezone(UTC)
+
+
+def check_finish(status: str, next_attempt_at: datetime | None) -> None:
+    """The arguments `Tx.finish_outbox` refuses (shared with the SQL store)."""
+    if status not in _OUTBOX_STATUSES:
+        raise ValueError(f"unknown outbox status {status!r}")
+    if status == "pending" and next_attempt_at is None:
+        raise ValueError("a pending outbox row needs next_attempt_at, or it is never due")
+
+
+def check_field(field: str | None) -> None:
+    """The field names `Tx.open_load` refuses (a JSON path quotes the name in `"`)."""
+    if field is not None and '"' in field:
+        raise ValueError(f"field name {field!r} contains a double quote")
+
+
+def value_text(value: Any) -> str | None:
+    """A JSON value as `Tx.open_load` groups it: a string as it is, null as None, anything
+    else as its JSON text (arrays and objects spelt as SQLite spells them)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _deep(value: Any) -> Any:
@@ -110,6 +141,7 @@ class _State:
         self.idempotency: dict[tuple[str, str], str] = {}
         self.sequences: dict[tuple[str, str], int] = {}
         self.packs: dict[tuple[str, str], dict[int, PackVersionRow]] = {}
+        self.people: dict[str, dict[str, PersonRow]] = {}  # tenant → id → row
 
 
 def _restore(mapping: dict[Any, Any], key: Any) -> Callable[[], None]:
@@ -218,6 +250,19 @@ class MemoryTx:
         rows = sorted(self._open(tenant_id, pack), key=lambda r: (r.created_at, r.id))
         return [_copy(r) for r in rows]
 
+    def open_load(
+        self, tenant_id: str, field: str | None = None
+    ) -> dict[str, dict[str | None, int]]:
+        check_field(field)
+        load: dict[str, dict[str | None, int]] = {}
+        for row in self._s.tickets.get(tenant_id, {}).values():
+            if row.closed or row.assignee is None:
+                continue
+            value = None if field is None else value_text(row.fields.get(field))
+            counts = load.setdefault(row.assignee, {})
+            counts[value] = counts.get(value, 0) + 1
+        return load
+
     def _open(self, tenant_id: str, pack: str) -> Iterator[TicketRow]:
         for row in self._s.tickets.get(tenant_id, {}).values():
             if row.pack == pack and not row.closed:
@@ -271,10 +316,95 @@ class MemoryTx:
     def audit_tenants(self) -> list[str]:
         return sorted(t for t, log in self._s.audit.items() if log)
 
-    # outbox and timers
+    # outbox
 
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
-        self._put(self._s.outbox, rows, "outbox message")
+        due = [
+            r
+            if r.next_attempt_at is not None
+            else dataclasses.replace(r, next_attempt_at=r.created_at)
+            for r in rows
+        ]
+        self._put(self._s.outbox, due, "outbox message")
+
+    def outbox_message(self, tenant_id: str, id: str) -> OutboxRow | None:
+        row = self._s.outbox.get((tenant_id, id))
+        return None if row is None else _copy(row)
+
+    def claim_outbox(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxRow]:
+        self._writing()
+        lease = _utc(lease_until)
+        due = [
+            r
+            for r in self._s.outbox.values()
+            if r.status == "pending" and r.next_attempt_at is not None and r.next_attempt_at <= now
+        ]
+        due.sort(key=lambda r: (r.next_attempt_at, r.tenant_id, r.id))
+        claimed: list[OutboxRow] = []
+        for row in due[: max(limit, 0)]:
+            self._set_outbox(row, attempts=row.attempts + 1, next_attempt_at=lease)
+            claimed.append(_copy(self._s.outbox[(row.tenant_id, row.id)]))
+        return claimed
+
+    def finish_outbox(
+        self,
+        tenant_id: str,
+        id: str,
+        attempts: int,
+        status: str,
+        next_attempt_at: datetime | None,
+        last_error: str | None,
+        delivered_at: datetime | None,
+    ) -> bool:
+        self._writing()
+        check_finish(status, next_attempt_at)
+        stored = self._s.outbox.get((tenant_id, id))
+        if stored is None or stored.attempts != attempts:
+            return False
+        self._set_outbox(
+            stored,
+            status=cast(OutboxStatus, status),
+            next_attempt_at=None if next_attempt_at is None else _utc(next_attempt_at),
+            last_error=last_error,
+            delivered_at=None if delivered_at is None else _utc(delivered_at),
+        )
+        return True
+
+    def retry_outbox(self, tenant_id: str, ids: Sequence[str], now: datetime) -> int:
+        self._writing()
+        at = _utc(now)
+        count = 0
+        for id in ids:
+            stored = self._s.outbox.get((tenant_id, id))
+            if stored is not None and stored.status == "dead":
+                self._set_outbox(stored, status="pending", attempts=0, next_attempt_at=at)
+                count += 1
+        return count
+
+    def _set_outbox(self, row: OutboxRow, **changes: Any) -> None:
+        key = (row.tenant_id, row.id)
+        self.undo.append(_restore(self._s.outbox, key))
+        self._s.outbox[key] = dataclasses.replace(row, **changes)
+
+    def inbox(
+        self,
+        tenant_id: str,
+        recipient: str,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[OutboxRow]:
+        rows = [
+            r
+            for r in self._s.outbox.values()
+            if r.tenant_id == tenant_id
+            and r.recipient == recipient
+            and r.channel == "in_app"
+            and (before is None or (r.created_at, r.id) < before)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [_copy(r) for r in rows[: max(limit, 0)]]
+
+    # timers
 
     def outbox(self, tenant_id: str, status: str | None = None) -> list[OutboxRow]:
         rows = [
@@ -360,6 +490,46 @@ class MemoryTx:
         value = self._s.sequences.get(key, 0) + 1
         self._s.sequences[key] = value
         return value
+
+    # the people directory
+
+    def put_people(self, tenant_id: str, rows: Sequence[PersonRow]) -> None:
+        self._writing()
+        for row in rows:
+            if row.tenant_id != tenant_id:
+                raise ValueError(f"person {row.id} is of tenant {row.tenant_id}, not {tenant_id}")
+        if not rows:
+            return
+        copies = [_copy(row) for row in rows]  # checks every time before writing any
+        directory = self._s.people.setdefault(tenant_id, {})
+        for row in copies:
+            self.undo.append(_restore(directory, row.id))
+            directory[row.id] = row
+        self.next_sequence(tenant_id, DIRECTORY_SEQUENCE)
+
+    def remove_people(self, tenant_id: str, ids: Sequence[str]) -> int:
+        self._writing()
+        directory = self._s.people.get(tenant_id, {})
+        removed = 0
+        for id in ids:
+            if id in directory:
+                self.undo.append(_restore(directory, id))
+                del directory[id]
+                removed += 1
+        if removed:
+            self.next_sequence(tenant_id, DIRECTORY_SEQUENCE)
+        return removed
+
+    def people(self, tenant_id: str) -> list[PersonRow]:
+        directory = self._s.people.get(tenant_id, {})
+        return [_copy(directory[id]) for id in sorted(directory)]
+
+    def person(self, tenant_id: str, id: str) -> PersonRow | None:
+        row = self._s.people.get(tenant_id, {}).get(id)
+        return None if row is None else _copy(row)
+
+    def directory_rev(self, tenant_id: str) -> int:
+        return self._s.sequences.get((tenant_id, DIRECTORY_SEQUENCE), 0)
 
     # pack versions
 

@@ -12,7 +12,8 @@ transactions run on driver connections of its own (`_SqlitePool`), outside SQLAl
 pool and transaction objects, whose per-transaction cost is several times SQLite's.
 
 PostgreSQL (`postgresql+psycopg://`): READ COMMITTED; optimistic ticket versions, a row lock
-on the tenant's audit head, row-locked sequences, `FOR UPDATE SKIP LOCKED` for due timers.
+on the tenant's audit head, row-locked sequences, `FOR UPDATE SKIP LOCKED` for due timers
+and for claiming outbox messages.
 
 The schema is created and upgraded by the alembic migrations in `runtime/migrations`; the
 tables below must match them (a test compares them).
@@ -20,6 +21,7 @@ tables below must match them (a test compares them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -50,20 +52,24 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     bindparam,
+    case,
     create_engine,
+    delete,
     event,
     false,
     func,
     insert,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Update
-from sqlalchemy.sql.elements import BindParameter, ClauseElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 from sqlalchemy.types import TypeEngine
 
 from runtime.audit import GENESIS, json_encoder
@@ -74,12 +80,14 @@ from runtime.records import (
     EventRow,
     OutboxRow,
     PackVersionRow,
+    PersonRow,
     TicketQuery,
     TicketRow,
     TimerRow,
     TimerStatus,
 )
-from runtime.store.memory import chain_drafts
+from runtime.store.base import DIRECTORY_SEQUENCE
+from runtime.store.memory import chain_drafts, check_field, check_finish
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -254,7 +262,8 @@ tickets = Table(
     _json("sla", null=True),
     Index("ix_tickets_created", "tenant_id", "created_at", "id"),
     Index("ix_tickets_state", "tenant_id", "state"),
-    Index("ix_tickets_assignee", "tenant_id", "assignee"),
+    # Also the open-load query's: open tickets with an assignee, closed read from the index.
+    Index("ix_tickets_assignee", "tenant_id", "assignee", "closed"),
     Index("ix_tickets_team", "tenant_id", "team"),
     Index("ix_tickets_requester", "tenant_id", "requester"),
     Index("ix_tickets_pack", "tenant_id", "pack", "closed"),
@@ -308,8 +317,14 @@ outbox = Table(
     _text("status"),
     _int("attempts"),
     _time("next_attempt_at", null=True),
-    Index("ix_outbox_status", "status", "created_at"),
+    _text("channel", null=True),
+    _text("recipient", null=True),
+    _text("last_error", null=True),
+    _time("delivered_at", null=True),
+    # The claim query's whole ORDER BY, across tenants like `ix_timers_due`.
+    Index("ix_outbox_due", "status", "next_attempt_at", "tenant_id", "id"),
     Index("ix_outbox_tenant", "tenant_id", "created_at"),
+    Index("ix_outbox_recipient", "tenant_id", "recipient", "created_at", "id"),
 )
 
 timers = Table(
@@ -357,6 +372,15 @@ pack_versions = Table(
     _text("digest"),
 )
 
+people = Table(
+    "people",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("id", key=True),
+    _json("data"),
+    _time("updated_at"),
+)
+
 # -- statements -----------------------------------------------------------------------------
 
 _T: BindParameter[str] = bindparam("t")  # the tenant id in every statement below
@@ -400,11 +424,64 @@ _DUE = (
 )
 _TIMERS = select(timers).where(timers.c.tenant_id == _T).order_by(timers.c.due_at, timers.c.id)
 _OUTBOX = select(outbox).where(outbox.c.tenant_id == _T).order_by(outbox.c.created_at, outbox.c.id)
+_O = outbox.c
+# Due messages across tenants, on the (status, next_attempt_at, tenant_id, id) index. A
+# claim is a write: on PostgreSQL rows locked by another worker's claim are skipped, never
+# waited for; SQLite renders no FOR UPDATE (the write transaction holds the write lock).
+_CLAIM = (
+    select(outbox)
+    .where(_O.status == "pending", _O.next_attempt_at <= bindparam("now"))
+    .order_by(_O.next_attempt_at, _O.tenant_id, _O.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+# A person's in-app messages, newest first, on the (tenant_id, recipient, created_at, id)
+# index read backwards.
+_INBOX = (
+    select(outbox)
+    .where(_O.tenant_id == _T, _O.recipient == bindparam("r"), _O.channel == "in_app")
+    .order_by(_O.created_at.desc(), _O.id.desc())
+    .limit(bindparam("limit"))
+)
+_BEFORE = tuple_(_O.created_at, _O.id) < tuple_(
+    bindparam("b", type_=UTCDateTime()), bindparam("bi", type_=String())
+)
+_PEOPLE = select(people).where(people.c.tenant_id == _T).order_by(people.c.id)
 _PACK_VERSIONS = (
     select(pack_versions)
     .where(pack_versions.c.tenant_id == _T, pack_versions.c.pack == bindparam("pack"))
     .order_by(pack_versions.c.version)
 )
+
+
+def _sqlite_field_text() -> ColumnElement[Any]:
+    """`fields[field]` as text on SQLite (`path`: the JSON path `$."field"`): json_extract
+    gives a string's text and other values' JSON text, but 1 and 0 for true and false."""
+    path = bindparam("path", type_=String())
+    return case(
+        {"true": "true", "false": "false"},
+        value=func.json_type(tickets.c.fields, path),
+        else_=sql_cast(func.json_extract(tickets.c.fields, path), String()),
+    )
+
+
+def _pg_field_text() -> ColumnElement[Any]:
+    """`fields[field]` as text on PostgreSQL (`f`: the field name): JSONB's `->>` gives a
+    string's text, other values' JSON text, NULL for a JSON null or a missing key."""
+    return tickets.c.fields.op("->>", return_type=String())(sql_cast(bindparam("f"), String()))
+
+
+def _open_load(field_text: ColumnElement[Any] | None) -> Select[Any]:
+    """Open tickets with an assignee counted by assignee (and by `field_text`), grouped in
+    the database; the field's value is computed once per row, in a subquery."""
+    t = tickets.c
+    where = (t.tenant_id == _T, t.closed == false(), t.assignee.is_not(None))
+    if field_text is None:
+        return select(t.assignee, func.count()).where(*where).group_by(t.assignee)
+    rows = select(t.assignee, field_text.label("value")).where(*where).subquery("open_rows")
+    return select(rows.c.assignee, rows.c.value, func.count()).group_by(
+        rows.c.assignee, rows.c.value
+    )
 
 
 def _pack_heads() -> Select[Any]:
@@ -427,9 +504,12 @@ def _latest_packs() -> Select[Any]:
     )
 
 
-def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
+def _statements(
+    insert_: Callable[[Table], Any], field_text: ColumnElement[Any]
+) -> dict[str, ClauseElement]:
     """Every fixed statement of the store; `insert_` is the dialect's INSERT (for ON
-    CONFLICT, which SQLite and PostgreSQL spell alike)."""
+    CONFLICT, which SQLite and PostgreSQL spell alike), `field_text` its expression of a
+    ticket field's value as text."""
     t = tickets.c
     return {
         "get_ticket": select(tickets).where(t.tenant_id == _T, t.id == bindparam("i")),
@@ -438,6 +518,8 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
         "count_open": select(t.pack_version, t.template, t.state, func.count())
         .where(_OPEN_OF_PACK)
         .group_by(t.pack_version, t.template, t.state),
+        "load": _open_load(None),
+        "load_by_field": _open_load(field_text),
         "events": select(events)
         .where(events.c.tenant_id == _T, events.c.ticket_id == bindparam("i"))
         .order_by(events.c.seq),
@@ -460,6 +542,25 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
         .order_by(audit_heads.c.tenant_id),
         "outbox": _OUTBOX,
         "outbox_by_status": _OUTBOX.where(outbox.c.status == bindparam("status")),
+        "outbox_message": _OUTBOX.where(outbox.c.id == bindparam("i")),
+        "claim_outbox": _CLAIM,
+        "lease_outbox": update(outbox)
+        .where(_O.tenant_id == _T, _O.id == bindparam("i"))
+        .values(attempts=_O.attempts + 1, next_attempt_at=bindparam("lease")),
+        # Only while the row is still at the attempt the worker claimed.
+        "finish_outbox": update(outbox)
+        .where(_O.tenant_id == _T, _O.id == bindparam("i"), _O.attempts == bindparam("a"))
+        .values(
+            status=bindparam("status"),
+            next_attempt_at=bindparam("next"),
+            last_error=bindparam("error"),
+            delivered_at=bindparam("delivered"),
+        ),
+        "retry_outbox": update(outbox)
+        .where(_O.tenant_id == _T, _O.id == bindparam("i"), _O.status == "dead")
+        .values(status="pending", attempts=0, next_attempt_at=bindparam("now")),
+        "inbox": _INBOX,
+        "inbox_before": _INBOX.where(_BEFORE),
         "cancel_timers": update(timers)
         .where(
             timers.c.tenant_id == _T,
@@ -493,6 +594,14 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
             set_={"value": sequences.c.value + 1},
         )
         .returning(sequences.c.value),
+        "people": _PEOPLE,
+        "person": _PEOPLE.where(people.c.id == bindparam("i")),
+        "remove_person": delete(people).where(
+            people.c.tenant_id == _T, people.c.id == bindparam("i")
+        ),
+        "directory_rev": select(sequences.c.value).where(
+            sequences.c.tenant_id == _T, sequences.c.name == DIRECTORY_SEQUENCE
+        ),
         "add_pack": insert_(pack_versions).on_conflict_do_nothing(),
         "pack_versions": _PACK_VERSIONS,
         "pack_version": _PACK_VERSIONS.where(pack_versions.c.version == bindparam("version")),
@@ -501,8 +610,25 @@ def _statements(insert_: Callable[[Table], Any]) -> dict[str, ClauseElement]:
     }
 
 
+def _put_people(insert_: Callable[[Table], Any]) -> ClauseElement:
+    """INSERT of whole people rows, replacing the one with the same key."""
+    upsert = insert_(people)
+    statement: ClauseElement = upsert.on_conflict_do_update(
+        index_elements=[people.c.tenant_id, people.c.id],
+        set_={"data": upsert.excluded.data, "updated_at": upsert.excluded.updated_at},
+    )
+    return statement
+
+
 # Built here, once; compiled once per dialect by `_Statements`.
-_FIXED = {"sqlite": _statements(sqlite.insert), "postgresql": _statements(postgresql.insert)}
+_FIXED = {
+    "sqlite": _statements(sqlite.insert, _sqlite_field_text()),
+    "postgresql": _statements(postgresql.insert, _pg_field_text()),
+}
+_UPSERT_PEOPLE = {
+    "sqlite": _put_people(sqlite.insert),
+    "postgresql": _put_people(postgresql.insert),
+}
 
 class _Prepared:
     """A statement compiled once for a dialect, run straight on the DBAPI cursor.
@@ -574,12 +700,15 @@ class _Prepared:
 
 class _RowInsert:
     """An INSERT of whole rows, its parameters straight from a row dataclass (whose fields
-    follow the table's columns)."""
+    follow the table's columns). `statement`: the INSERT of every column to use instead
+    of the plain one (an upsert)."""
 
     __slots__ = ("_bind", "_columns", "_get", "_json_at", "_named", "_scalar_bind", "sql")
 
-    def __init__(self, table: Table, dialect: Dialect) -> None:
-        prepared = _Prepared(insert(table), dialect)
+    def __init__(
+        self, table: Table, dialect: Dialect, statement: ClauseElement | None = None
+    ) -> None:
+        prepared = _Prepared(insert(table) if statement is None else statement, dialect)
         self._columns = tuple(c.name for c in table.c)
         self._named = prepared.named
         if set(prepared.names) != set(self._columns) or (
@@ -622,6 +751,7 @@ class _Statements:
         self.insert_outbox, self.insert_timers = (
             _RowInsert(table, dialect) for table in (outbox, timers)
         )
+        self.put_people = _RowInsert(people, dialect, _UPSERT_PEOPLE[dialect.name])
         get = self.by_name["get_ticket"]
         # (tenant, id) as they are, when the driver takes them so (SQLite).
         self.key_positional = not get.named and get.names == ("t", "i")
@@ -791,6 +921,18 @@ class SqlTx:
         self._cur.execute(prepared.sql, prepared.params(values))
         return [prepared.row(raw) for raw in self._cur.fetchall()]
 
+    def _each(self, name: str, values: Sequence[Mapping[str, Any]]) -> int:
+        """Run a statement once per set of values (executemany); returns the rows it
+        changed in all (both drivers add up the counts of DML statements)."""
+        if not values:
+            return 0
+        prepared = self._st[name]
+        if len(values) == 1:
+            self._cur.execute(prepared.sql, prepared.params(values[0]))
+        else:
+            self._cur.executemany(prepared.sql, [prepared.params(v) for v in values])
+        return int(self._cur.rowcount)
+
     def _insert(
         self, insert: _RowInsert, rows: Sequence[Any], what: str, params: list[Any] | None = None
     ) -> None:
@@ -901,6 +1043,19 @@ class SqlTx:
         rows = self._all("open_tickets", {"t": tenant_id, "pack": pack})
         return [TicketRow(*row) for row in rows]
 
+    def open_load(
+        self, tenant_id: str, field: str | None = None
+    ) -> dict[str, dict[str | None, int]]:
+        check_field(field)
+        if field is None:
+            return {a: {None: int(n)} for a, n in self._all("load", {"t": tenant_id})}
+        # SQLite takes a JSON path (the name quoted: it may hold dots), PostgreSQL the key.
+        values = {"t": tenant_id, "f": field, "path": f'$."{field}"'}
+        load: dict[str, dict[str | None, int]] = {}
+        for assignee, value, n in self._all("load_by_field", values):
+            load.setdefault(assignee, {})[value] = int(n)
+        return load
+
     # timeline
 
     def add_events(self, rows: Sequence[EventRow]) -> None:
@@ -951,12 +1106,18 @@ class SqlTx:
     def audit_tenants(self) -> list[str]:
         return [str(row[0]) for row in self._all("audit_tenants", {})]
 
-    # outbox and timers
+    # outbox
 
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         self._writing()
         if rows:
-            self._insert(self._st.insert_outbox, rows, "outbox message")
+            due = [
+                r
+                if r.next_attempt_at is not None
+                else dataclasses.replace(r, next_attempt_at=r.created_at)
+                for r in rows
+            ]
+            self._insert(self._st.insert_outbox, due, "outbox message")
 
     def outbox(self, tenant_id: str, status: str | None = None) -> list[OutboxRow]:
         if status is None:
@@ -964,6 +1125,69 @@ class SqlTx:
         else:
             rows = self._all("outbox_by_status", {"t": tenant_id, "status": status})
         return [OutboxRow(*row) for row in rows]
+
+    def outbox_message(self, tenant_id: str, id: str) -> OutboxRow | None:
+        row = self._one("outbox_message", {"t": tenant_id, "i": id})
+        return None if row is None else OutboxRow(*row)
+
+    def claim_outbox(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxRow]:
+        """SELECT … FOR UPDATE SKIP LOCKED, then the lease written on the rows selected
+        (locked on PostgreSQL; on SQLite the transaction holds the write lock)."""
+        self._writing()
+        if lease_until.tzinfo is None:
+            raise ValueError(f"naive datetime {lease_until!r}: the store takes aware datetimes")
+        if limit <= 0:
+            return []
+        rows = [OutboxRow(*r) for r in self._all("claim_outbox", {"now": now, "limit": limit})]
+        leases = [{"t": r.tenant_id, "i": r.id, "lease": lease_until} for r in rows]
+        self._each("lease_outbox", leases)
+        lease = lease_until.astimezone(UTC)
+        for row in rows:
+            row.attempts += 1
+            row.next_attempt_at = lease
+        return rows
+
+    def finish_outbox(
+        self,
+        tenant_id: str,
+        id: str,
+        attempts: int,
+        status: str,
+        next_attempt_at: datetime | None,
+        last_error: str | None,
+        delivered_at: datetime | None,
+    ) -> bool:
+        self._writing()
+        check_finish(status, next_attempt_at)
+        values = {
+            "t": tenant_id,
+            "i": id,
+            "a": attempts,
+            "status": status,
+            "next": next_attempt_at,
+            "error": last_error,
+            "delivered": delivered_at,
+        }
+        return bool(self._run("finish_outbox", values).rowcount == 1)
+
+    def retry_outbox(self, tenant_id: str, ids: Sequence[str], now: datetime) -> int:
+        self._writing()
+        return self._each("retry_outbox", [{"t": tenant_id, "i": i, "now": now} for i in ids])
+
+    def inbox(
+        self,
+        tenant_id: str,
+        recipient: str,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[OutboxRow]:
+        values: dict[str, Any] = {"t": tenant_id, "r": recipient, "limit": limit}
+        if before is None:
+            return [OutboxRow(*row) for row in self._all("inbox", values)]
+        values["b"], values["bi"] = before
+        return [OutboxRow(*row) for row in self._all("inbox_before", values)]
+
+    # timers
 
     def add_timers(self, rows: Sequence[TimerRow]) -> None:
         self._writing()
@@ -1015,6 +1239,43 @@ class SqlTx:
         row = self._one("next_seq", {"t": tenant_id, "n": name})
         assert row is not None
         return int(row[0])
+
+    # the people directory
+
+    def put_people(self, tenant_id: str, rows: Sequence[PersonRow]) -> None:
+        """INSERT … ON CONFLICT (tenant_id, id) DO UPDATE, then the revision moves (its
+        upsert locks the tenant's counter: directory writers of a tenant serialise)."""
+        self._writing()
+        for row in rows:
+            if row.tenant_id != tenant_id:
+                raise ValueError(f"person {row.id} is of tenant {row.tenant_id}, not {tenant_id}")
+        if not rows:
+            return
+        upsert = self._st.put_people
+        params = [upsert.params(row) for row in rows]
+        if len(params) == 1:
+            self._cur.execute(upsert.sql, params[0])
+        else:
+            self._cur.executemany(upsert.sql, params)
+        self.next_sequence(tenant_id, DIRECTORY_SEQUENCE)
+
+    def remove_people(self, tenant_id: str, ids: Sequence[str]) -> int:
+        self._writing()
+        removed = self._each("remove_person", [{"t": tenant_id, "i": i} for i in ids])
+        if removed:
+            self.next_sequence(tenant_id, DIRECTORY_SEQUENCE)
+        return removed
+
+    def people(self, tenant_id: str) -> list[PersonRow]:
+        return [PersonRow(*row) for row in self._all("people", {"t": tenant_id})]
+
+    def person(self, tenant_id: str, id: str) -> PersonRow | None:
+        row = self._one("person", {"t": tenant_id, "i": id})
+        return None if row is None else PersonRow(*row)
+
+    def directory_rev(self, tenant_id: str) -> int:
+        row = self._one("directory_rev", {"t": tenant_id})
+        return 0 if row is None else int(row[0])
 
     # pack versions
 

@@ -1,0 +1,129 @@
+"""`ticketflow directory …` and `ticketflow outbox …`: the staff directory routing reads,
+and the messages waiting to go out (or given up on)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from cli.runtime_cmds import DatabaseOption, _missing_schema, database_url
+
+directory_app = typer.Typer(help="People: agents, teams, skills, shifts.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Messages to deliver, and dead letters.", no_args_is_help=True)
+
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant.")]
+
+
+def _runtime(database: str | None, packs: list[str] | None = None) -> object:
+    from runtime.api import Runtime
+
+    url = database_url(database)
+    missing = _missing_schema(url)
+    if missing and not packs:
+        typer.echo(f"error: {missing}; run `ticketflow db upgrade --database {url}`", err=True)
+        raise typer.Exit(2)
+    return Runtime.open([], url)
+
+
+@directory_app.command("import")
+def directory_import(
+    file: Annotated[str, typer.Argument(help="A YAML (`people: [...]`) or CSV file.")],
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+    pack: Annotated[
+        list[str] | None,
+        typer.Option("--pack", "-p", help="Publish these packs first (if changed)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option(help="Remove people not in the file (a full sync).")
+    ] = False,
+) -> None:
+    """Load people; every team, skill, role and calendar they name must exist in the
+    tenant's published packs. All or nothing: on any error nothing changes (exit 1)."""
+    from dsl.diagnostics import render_text
+    from engine.people import DirectoryError
+    from runtime.api import Runtime
+
+    rt = _runtime(database, pack)
+    assert isinstance(rt, Runtime)
+    try:
+        for path in pack or []:
+            rt.publish(path, tenant=tenant)
+        if not rt.current(tenant):
+            typer.echo(f"error: tenant '{tenant}' has no published pack; pass --pack", err=True)
+            raise typer.Exit(2)
+        result = rt.import_people(tenant, file, replace=replace)
+    except DirectoryError as exc:
+        typer.echo(render_text(exc.diagnostics), err=True)
+        typer.echo(f"{len(exc.diagnostics)} problem(s); nothing imported", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+    typer.echo(f"{result.written} people written, {result.removed} removed (revision {result.rev})")
+
+
+@directory_app.command("list")
+def directory_list(database: DatabaseOption = None, tenant: TenantOption = "default") -> None:
+    """Everyone in the directory, one JSON object per line."""
+    from runtime.api import Runtime
+
+    rt = _runtime(database)
+    assert isinstance(rt, Runtime)
+    try:
+        for spec in rt.people(tenant).people.values():
+            typer.echo(
+                json.dumps(spec.model_dump(mode="json", exclude_defaults=True), ensure_ascii=False)
+            )
+    finally:
+        rt.close()
+
+
+@outbox_app.command("list")
+def outbox_list(
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+    status: Annotated[str | None, typer.Option(help="pending, sent or dead.")] = None,
+) -> None:
+    """Messages, oldest first: id, status, attempts, channel, recipient, last error."""
+    from runtime.api import Runtime
+    from runtime.records import InvalidCommand
+
+    rt = _runtime(database)
+    assert isinstance(rt, Runtime)
+    try:
+        rows = rt.outbox(tenant, status)
+    except InvalidCommand as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        rt.close()
+    for row in rows:
+        where = row.recipient or row.payload.get("url") or "-"
+        error = f"  {row.last_error}" if row.last_error else ""
+        typer.echo(
+            f"{row.id}  {row.status:7}  {row.attempts}  {row.channel or row.kind}  {where}{error}"
+        )
+    typer.echo(f"{len(rows)} message(s)")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    ids: Annotated[list[str], typer.Argument(help="Ids of dead messages.")],
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+) -> None:
+    """Send dead messages again (their attempts start over); exit 1 if some id was not
+    a dead message of the tenant."""
+    from runtime.api import Runtime
+
+    rt = _runtime(database)
+    assert isinstance(rt, Runtime)
+    try:
+        count = rt.retry_outbox(tenant, ids)
+    finally:
+        rt.close()
+    typer.echo(f"{count} of {len(ids)} message(s) queued again")
+    if count < len(ids):
+        raise typer.Exit(1)
