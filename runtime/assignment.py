@@ -77,22 +77,21 @@ def _location(t: Tracked, routing: Routing) -> tuple[float, float] | None:
 
 
 def _load(unit: Unit, routing: Routing) -> Any:
-    """Weighted open tickets per person, read once per command when a step asks."""
+    """Weighted open tickets of the people routing asks about (each read once a command)."""
     cache: dict[str, float] = {}
-    loaded = False
+    field = routing.load_field if routing.load_weights else None
 
     def load(ids: Collection[str]) -> Mapping[str, float]:
-        nonlocal loaded
-        if not loaded:
-            field = routing.load_field if routing.load_weights else None
-            counts = unit.tx.open_load(unit.tenant, field)
-            for person, by_value in counts.items():
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            counts = unit.tx.open_load(unit.tenant, field, missing)
+            for person in missing:
+                by_value = counts.get(person, {})
                 cache[person] = sum(
                     n * routing.load_weights.get(str(v), 1.0) if v is not None else n
                     for v, n in by_value.items()
                 )
-            loaded = True
-        return {i: cache.get(i, 0.0) for i in ids}
+        return {i: cache[i] for i in ids}
 
     return load
 

@@ -953,6 +953,19 @@ def test_open_load_counts_open_assigned_tickets(loaded: Store) -> None:
         assert tx.open_load("nobody") == {} and tx.open_load("nobody", "priority") == {}
 
 
+def test_open_load_of_some_assignees(loaded: Store) -> None:
+    """Routing asks about its few candidates: per assignee, or (many) filtered from all."""
+    many = ["e2", *(f"x{i}" for i in range(40)), "e1"]  # past the one-by-one limit
+    with loaded.read() as tx:
+        assert tx.open_load("acme", None, ["e2", "nobody"]) == {"e2": {None: 3}}
+        assert tx.open_load("acme", "priority", ["e1"]) == {"e1": {"P1": 2, "P2": 1}}
+        assert tx.open_load("acme", "priority", many) == {
+            "e1": {"P1": 2, "P2": 1}, "e2": {None: 2, "P1": 1}
+        }
+        assert tx.open_load("acme", None, []) == {}
+        assert tx.open_load("beta", "priority", ["e2"]) == {}
+
+
 def test_open_load_values_are_text(loaded: Store) -> None:
     with loaded.read() as tx:
         assert tx.open_load("acme", "rating") == {

@@ -50,14 +50,15 @@ class Tx(Protocol):
         """Open (not closed) tickets of a pack counted by (pack_version, template, state)."""
 
     def open_load(
-        self, tenant_id: str, field: str | None = None
+        self, tenant_id: str, field: str | None = None, assignees: Sequence[str] | None = None
     ) -> dict[str, dict[str | None, int]]:
         """Open (not closed) tickets with an assignee, counted in the database by
         assignee, then by the ticket's value of `fields[field]` as text: a string as it
         is, a number or boolean as its JSON text (`"2"`, `"true"`), None when the field is
         missing or null, or when `field` is None (then each assignee has one count, under
         None). Arrays and objects count under their JSON text, whose spelling varies by
-        store. `field` must not contain `"`."""
+        store. `field` must not contain `"`. With `assignees`, only those are counted (a
+        few are read through the assignee index, not by grouping every open ticket)."""
 
     def open_tickets_of_pack(self, tenant_id: str, pack: str) -> list[TicketRow]:
         """Every open ticket of a pack, for a migration at publish time."""

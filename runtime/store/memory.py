@@ -170,9 +170,7 @@ def _see_matches(clause: SeeClause, row: TicketRow) -> bool:
         return False
     if clause.kind == "all":
         return True
-    value = {"requester": row.requester, "assignee": row.assignee, "team": row.team}[
-        clause.kind
-    ]
+    value = {"requester": row.requester, "assignee": row.assignee, "team": row.team}[clause.kind]
     return value in clause.values
 
 
@@ -251,12 +249,15 @@ class MemoryTx:
         return [_copy(r) for r in rows]
 
     def open_load(
-        self, tenant_id: str, field: str | None = None
+        self, tenant_id: str, field: str | None = None, assignees: Sequence[str] | None = None
     ) -> dict[str, dict[str | None, int]]:
         check_field(field)
+        wanted = None if assignees is None else set(assignees)
         load: dict[str, dict[str | None, int]] = {}
         for row in self._s.tickets.get(tenant_id, {}).values():
             if row.closed or row.assignee is None:
+                continue
+            if wanted is not None and row.assignee not in wanted:
                 continue
             value = None if field is None else value_text(row.fields.get(field))
             counts = load.setdefault(row.assignee, {})
@@ -299,8 +300,16 @@ class MemoryTx:
         # The caller's rows hold its drafts' own values: nothing it changes reaches ours.
         return [
             AuditRow(
-                r.tenant_id, r.seq, r.at, r.actor, r.action, r.subject,
-                d.before, d.after, r.prev_hash, r.hash,
+                r.tenant_id,
+                r.seq,
+                r.at,
+                r.actor,
+                r.action,
+                r.subject,
+                d.before,
+                d.after,
+                r.prev_hash,
+                r.hash,
             )
             for r, d in zip(rows, drafts, strict=True)
         ]
@@ -418,9 +427,7 @@ class MemoryTx:
     def add_timers(self, rows: Sequence[TimerRow]) -> None:
         self._put(self._s.timers, rows, "timer")
 
-    def _put(
-        self, table: dict[tuple[str, str], _Keyed], rows: Sequence[_Keyed], what: str
-    ) -> None:
+    def _put(self, table: dict[tuple[str, str], _Keyed], rows: Sequence[_Keyed], what: str) -> None:
         self._writing()
         for row in rows:
             key = (row.tenant_id, row.id)
@@ -624,4 +631,3 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
-

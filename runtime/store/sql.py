@@ -381,6 +381,10 @@ people = Table(
     _time("updated_at"),
 )
 
+# Up to this many assignees, open_load asks per assignee (an index range each) rather than
+# grouping every open ticket of the tenant.
+LOAD_ONE_BY_ONE = 32
+
 # -- statements -----------------------------------------------------------------------------
 
 _T: BindParameter[str] = bindparam("t")  # the tenant id in every statement below
@@ -471,11 +475,13 @@ def _pg_field_text() -> ColumnElement[Any]:
     return tickets.c.fields.op("->>", return_type=String())(sql_cast(bindparam("f"), String()))
 
 
-def _open_load(field_text: ColumnElement[Any] | None) -> Select[Any]:
+def _open_load(field_text: ColumnElement[Any] | None, one: bool = False) -> Select[Any]:
     """Open tickets with an assignee counted by assignee (and by `field_text`), grouped in
-    the database; the field's value is computed once per row, in a subquery."""
+    the database; the field's value is computed once per row, in a subquery. `one`: of
+    the assignee `a` only (an index range, for routing's few candidates)."""
     t = tickets.c
-    where = (t.tenant_id == _T, t.closed == false(), t.assignee.is_not(None))
+    where: list[ColumnElement[bool]] = [t.tenant_id == _T, t.closed == false()]
+    where.append(t.assignee == bindparam("a") if one else t.assignee.is_not(None))
     if field_text is None:
         return select(t.assignee, func.count()).where(*where).group_by(t.assignee)
     rows = select(t.assignee, field_text.label("value")).where(*where).subquery("open_rows")
@@ -520,6 +526,8 @@ def _statements(
         .group_by(t.pack_version, t.template, t.state),
         "load": _open_load(None),
         "load_by_field": _open_load(field_text),
+        "load_one": _open_load(None, one=True),
+        "load_one_by_field": _open_load(field_text, one=True),
         "events": select(events)
         .where(events.c.tenant_id == _T, events.c.ticket_id == bindparam("i"))
         .order_by(events.c.seq),
@@ -629,6 +637,7 @@ _UPSERT_PEOPLE = {
     "sqlite": _put_people(sqlite.insert),
     "postgresql": _put_people(postgresql.insert),
 }
+
 
 class _Prepared:
     """A statement compiled once for a dialect, run straight on the DBAPI cursor.
@@ -1044,15 +1053,29 @@ class SqlTx:
         return [TicketRow(*row) for row in rows]
 
     def open_load(
-        self, tenant_id: str, field: str | None = None
+        self, tenant_id: str, field: str | None = None, assignees: Sequence[str] | None = None
     ) -> dict[str, dict[str | None, int]]:
         check_field(field)
-        if field is None:
-            return {a: {None: int(n)} for a, n in self._all("load", {"t": tenant_id})}
         # SQLite takes a JSON path (the name quoted: it may hold dots), PostgreSQL the key.
-        values = {"t": tenant_id, "f": field, "path": f'$."{field}"'}
+        values: dict[str, Any] = {"t": tenant_id, "f": field, "path": f'$."{field}"'}
+        if assignees is not None and len(assignees) <= LOAD_ONE_BY_ONE:
+            load: dict[str, dict[str | None, int]] = {}
+            for assignee in dict.fromkeys(assignees):
+                load.update(self._load(field, {**values, "a": assignee}, "load_one"))
+            return load
+        load = self._load(field, values, "load")
+        if assignees is not None:
+            wanted = set(assignees)
+            load = {a: counts for a, counts in load.items() if a in wanted}
+        return load
+
+    def _load(
+        self, field: str | None, values: dict[str, Any], name: str
+    ) -> dict[str, dict[str | None, int]]:
+        if field is None:
+            return {a: {None: int(n)} for a, n in self._all(name, values)}
         load: dict[str, dict[str | None, int]] = {}
-        for assignee, value, n in self._all("load_by_field", values):
+        for assignee, value, n in self._all(f"{name}_by_field", values):
             load.setdefault(assignee, {})[value] = int(n)
         return load
 
