@@ -41,7 +41,11 @@ from runtime.tickets import Ticket, TimelineEntry
 # -- the scenario format --------------------------------------------------------------------
 
 Expectation = Literal["ok", "denied", "invalid", "unavailable", "conflict", "not-found"]
-COMMANDS = ("create", "transition", "update", "comment", "assign", "wait")
+COMMANDS = (
+    "create", "transition", "update", "comment", "assign", "claim", "transfer", "delegate",
+    "wait",
+)  # fmt: skip
+ON_TICKET = ("transition", "update", "comment", "assign", "claim", "transfer", "delegate")
 
 # Runtime error codes as the outcome words a scenario expects.
 OUTCOMES: Mapping[str, str] = {
@@ -82,6 +86,13 @@ class Step(Strict):
         None, description="Comment on `ticket`; with `transition`, the transition's comment."
     )
     assign: str | None = Field(None, description="Assign `ticket`: a user, role:x or team:x.")
+    claim: Literal[True] | None = Field(
+        None, description="`claim: true`: take `ticket` from its pool."
+    )
+    transfer: Name | None = Field(
+        None, description="Hand `ticket` to this team (routing picks someone there)."
+    )
+    delegate: str | None = Field(None, description="The assignee hands `ticket` to this person.")
     wait: Duration | None = Field(None, description="Let time pass, firing due timers.")
     ticket: str | None = Field(None, description="The ticket acted on, by its `as:` name.")
     fields: dict[str, Any] | None = Field(
@@ -315,10 +326,10 @@ class _Checker:
             "title": ("create",),
             "requester": ("create",),
             "version": ("transition", "update", "assign"),
-            "comment": ("comment", "transition"),
-            "ticket": ("transition", "update", "comment", "assign"),
-            "actor": ("create", "transition", "update", "comment", "assign"),
-            "expect": ("create", "transition", "update", "comment", "assign"),
+            "comment": ("comment", "transition", "transfer", "delegate"),
+            "ticket": ON_TICKET,
+            "actor": ("create", *ON_TICKET),
+            "expect": ("create", *ON_TICKET),
             "after": tuple(c for c in COMMANDS if c != "wait"),
             "at": tuple(c for c in COMMANDS if c != "wait"),
         }
@@ -796,6 +807,12 @@ class Simulation:
             return self.rt.update(tid, step.update, actor, step.version)
         if step.assign is not None:
             return self.rt.assign(tid, step.assign, actor, step.version)
+        if step.claim is not None:
+            return self.rt.claim(tid, actor)
+        if step.transfer is not None:
+            return self.rt.transfer(tid, step.transfer, actor, note=step.comment)
+        if step.delegate is not None:
+            return self.rt.delegate(tid, step.delegate, actor, note=step.comment)
         assert step.comment is not None
         return self.rt.comment(tid, step.comment, actor, internal=bool(step.internal))
 
@@ -980,6 +997,12 @@ def describe_command(step: Step) -> str:
         return f"update {step.ticket}: {format_values(step.update) or 'nothing'}"
     if step.assign is not None:
         return f"assign {step.ticket} to {step.assign}"
+    if step.claim is not None:
+        return f"claim {step.ticket}"
+    if step.transfer is not None or step.delegate is not None:
+        verb, to = ("transfer", step.transfer) if step.transfer else ("delegate", step.delegate)
+        note = f' "{format_value(step.comment)}"' if step.comment else ""
+        return f"{verb} {step.ticket} to {to}{note}"
     kind = "internal note" if step.internal else "comment"
     return f'{kind} on {step.ticket}: "{format_value(step.comment)}"'
 

@@ -321,3 +321,40 @@ def test_bad_scenario_as_json(tmp_path: Path) -> None:
         "column": 13,
         "pointer": "/steps/1/actor",
     }
+
+
+DISPATCH_SCENARIO = """\
+title: Pool, claim race, transfer and delegation
+start: 2026-03-03T10:00:00+08:00
+actors:
+  cust: {roles: [customer], locale: zh}
+  sun: {roles: [engineer], teams: [south], skills: [hvac]}
+  zhou: {roles: [engineer], teams: [south], skills: [hvac]}
+  wu: {roles: [engineer], teams: [south], skills: [electrical]}
+  wang: {roles: [engineer], teams: [north]}
+  desk: {roles: [agent]}
+people:
+  - {id: wang, skills: {hvac: 4, electrical: 2}, location: {lat: 31.24, lon: 121.48}}
+  - {id: chen, roles: [engineer], teams: [north], skills: {electrical: 1}, location: {lat: 31.241, lon: 121.481}}
+steps:
+  - {actor: cust, create: pooled, fields: {category: hvac}, as: p1}
+  - {actor: wu, claim: true, ticket: p1, expect: denied}
+  - {after: 1m, actor: sun, claim: true, ticket: p1}
+  - {actor: zhou, claim: true, ticket: p1, expect: conflict}
+  - {actor: cust, create: repair, fields: {category: hvac, site: {lat: 31.2405, lon: 121.4805}}, as: r1}
+  - {actor: wang, delegate: chen, ticket: r1, comment: off sick tomorrow}
+  - {actor: desk, transfer: south, ticket: r1, comment: across the river}
+"""
+
+
+def test_claim_transfer_and_delegate_steps(tmp_path: Path) -> None:
+    path = tmp_path / "dispatch.yaml"
+    path.write_text(DISPATCH_SCENARIO, encoding="utf-8")
+    code, output = simulate(ROOT / "tests" / "packs" / "dispatch", path, "--strict")
+    assert code == 0, output
+    assert "routed: chosen: wang" in output
+    assert "wu: claim p1" in output and "lacks skill hvac" in output
+    assert "claimed by sun" in output
+    assert 'wang: delegate r1 to chen "off sick tomorrow"' in output
+    assert "desk: transfer r1 to south" in output
+    assert output.splitlines()[-1].startswith("PASSED")
