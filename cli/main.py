@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.people_cmds import directory_app, outbox_app
+from cli.people_cmds import directory_app, outbox_app, publish, versions
 from cli.runtime_cmds import audit_app, db_app, worker
 from cli.simulate_cmd import simulate
 from dsl.diagnostics import Diagnostic, render_text
@@ -33,6 +33,8 @@ app.add_typer(directory_app, name="directory")
 app.add_typer(outbox_app, name="outbox")
 app.command()(worker)
 app.command()(simulate)
+app.command()(publish)
+app.command()(versions)
 
 
 class OutputFormat(StrEnum):

@@ -127,3 +127,67 @@ def outbox_retry(
     typer.echo(f"{count} of {len(ids)} message(s) queued again")
     if count < len(ids):
         raise typer.Exit(1)
+
+
+def publish(
+    pack: Annotated[str, typer.Argument(help="The pack: a directory or file.")],
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+    migrate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--migrate",
+            "-m",
+            help="OLD=NEW: move open tickets from a state the new version drops (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Publish a pack as a new immutable version of the tenant's pack; publishing an
+    unchanged pack does nothing. Exit 1 when refused (errors, or open tickets in states
+    the new version drops without --migrate), 2 on a bad argument."""
+    from runtime.api import Runtime
+    from runtime.records import PublishRefused
+
+    moves: dict[str, str] = {}
+    for item in migrate or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            typer.echo(f"error: --migrate takes OLD=NEW, not '{item}'", err=True)
+            raise typer.Exit(2)
+        moves[old] = new
+    rt = Runtime.open([], database_url(database))
+    try:
+        before = rt.store_heads(tenant)
+        row = rt.publish(pack, tenant=tenant, migrate=moves or None)
+    except PublishRefused as exc:
+        typer.echo(f"refused: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+    if before.get(row.pack) == row.version:
+        typer.echo(f"{row.pack} is unchanged at version {row.version}")
+    else:
+        typer.echo(f"published {row.pack} version {row.version}")
+
+
+def versions(
+    pack: Annotated[str, typer.Argument(help="The pack's name, e.g. retail_store.")],
+    database: DatabaseOption = None,
+    tenant: TenantOption = "default",
+) -> None:
+    """The published versions of a pack: number, when, by whom, digest."""
+    from runtime.api import Runtime
+
+    rt = _runtime(database)
+    assert isinstance(rt, Runtime)
+    try:
+        rows = rt.versions(tenant, pack)
+    finally:
+        rt.close()
+    if not rows:
+        typer.echo(f"no published version of '{pack}' for tenant '{tenant}'", err=True)
+        raise typer.Exit(1)
+    for row in rows:
+        typer.echo(
+            f"{row.version}  {row.published_at.isoformat()}  {row.published_by}  {row.digest[:12]}"
+        )

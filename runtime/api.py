@@ -153,6 +153,11 @@ class Runtime(PeopleApi, OutboxApi):
                 self._blueprints[(tenant, row.pack, row.version)] = bp
         return row
 
+    def store_heads(self, tenant: str) -> dict[str, int]:
+        """The newest published version number of each of the tenant's packs."""
+        with self.store.read() as tx:
+            return tx.pack_heads(tenant)
+
     def versions(self, tenant: str, pack: str) -> list[PackVersionRow]:
         with self.store.read() as tx:
             return tx.pack_versions(tenant, pack)
