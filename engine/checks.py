@@ -55,9 +55,11 @@ BUILTIN_FIELDS = frozenset(
 SCHEDULED_ACTIONS = frozenset({"create_ticket", "notify", "webhook"})
 REF_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 REF_NAMES = re.compile(r"^(yyyy|yy|mm|dd|seq(:0?[1-9][0-9]?)?)$")
-ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user):(\S+))$")
+ASSIGNEE = re.compile(r"^(requester|assignee|(role|team|user|field):(\S+))$")
 TERMINAL_STRATEGIES = frozenset({"round_robin", "claim_pool", "manual"})
-RECIPIENT = re.compile(r"^(requester|assignee|watchers|mentioned|(role|team|user):(\S+))$")
+RECIPIENT = re.compile(
+    r"^(requester|assignee|watchers|mentioned|team_lead|(role|team|user|field):(\S+))$"
+)
 LOCALIZED_KEYS = frozenset(
     {"title", "label", "help", "description", "placeholder", "customer_label", "body", "message"}
 )
@@ -864,7 +866,7 @@ class PackChecker:
                     "use requester, assignee, role:<name>, team:<name> or user:<id>",
                 )
             elif spec.to is not None:
-                self._check_recipient(spec.to, (*path, "assign", "to"))
+                self._check_recipient(spec.to, (*path, "assign", "to"), scope)
             if spec.team is not None:
                 self.reference("team", spec.team, self.pack.teams, (*path, "assign", "team"))
             if spec.to is None and spec.strategy not in (None, "manual"):
@@ -873,7 +875,7 @@ class PackChecker:
                 self._check_chain(spec.strategy, (*path, "assign", "strategy"))
         elif isinstance(action, NotifyAction):
             for to, suffix in _items(action.notify.to):
-                self._check_recipient(to, (*path, "notify", "to", *suffix))
+                self._check_recipient(to, (*path, "notify", "to", *suffix), scope)
             if action.notify.message is not None:
                 self._message(action.notify.message, (*path, "notify", "message"))
         elif isinstance(action, CommentAction):
@@ -908,15 +910,15 @@ class PackChecker:
                 )
                 return
 
-    def _check_recipient(self, to: str, path: JsonPath) -> None:
+    def _check_recipient(self, to: str, path: JsonPath, scope: Sequence[str] | None = None) -> None:
         m = RECIPIENT.match(to)
         if m is None:
             self.report(
                 "invalid-recipient",
                 f"'{to}' is not a recipient",
                 path,
-                "use requester, assignee, watchers, mentioned, role:<name>, team:<name> or "
-                "user:<id>",
+                "use requester, assignee, watchers, mentioned, team_lead, role:<name>, "
+                "team:<name>, user:<id> or field:<user field>",
             )
             return
         kind, name = m.group(2), m.group(3)
@@ -924,6 +926,23 @@ class PackChecker:
             self.reference("role", name, self.roles, path)
         elif kind == "team":
             self.reference("team", name, self.pack.teams, path)
+        elif kind == "field":
+            self._check_user_field(name, list(scope or self.pack.templates), path)
+
+    def _check_user_field(self, name: str, scope: list[str], path: JsonPath) -> None:
+        """`field:<name>` names the person in a `user` field of the ticket."""
+        if not self.field_anywhere(name, scope, path):
+            return
+        for tname in scope:
+            spec = self.fields_of(tname).get(name)
+            if spec is not None and spec.type != "user":
+                self.report(
+                    "wrong-field-type",
+                    f"'{name}' is a {spec.type} field; field:<name> needs a user field",
+                    path,
+                    "name a field with 'type: user'",
+                )
+                return
 
     def _message(self, name: str, path: JsonPath) -> None:
         self.used_messages.add(name)

@@ -432,6 +432,14 @@ class _Walker:
                 f"the 'attr' filter is not allowed: it reads any attribute by name, and {WHY}",
                 "read a field as ticket.<field>",
             )
+        elif kind == "filter" and node.name == "format":
+            # Printf-style widths size the output ('%999999999s'); the runtime refuses it.
+            self.add(
+                "template-unsafe",
+                node,
+                "the 'format' filter is not available in message templates",
+                "round numbers with |round(2), join text with ~",
+            )
         elif node.name not in known:
             self.add(
                 "unknown-name",

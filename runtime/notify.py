@@ -74,6 +74,11 @@ def _expand(
     t: Tracked, target: str, people: TenantDirectory, mentioned: Sequence[str]
 ) -> list[str]:
     row = t.row
+    if target.startswith("field:"):
+        value = row.fields.get(target[6:])
+        return [value] if isinstance(value, str) and value else []
+    if target == "team_lead":
+        return _team_leads(t, people)
     if ":" in target:
         return _expand_people(target, people)
     if target == "requester":
@@ -85,6 +90,15 @@ def _expand(
     if target == "assignee":
         return _assignees(row.assignee, people)
     return []
+
+
+def _team_leads(t: Tracked, people: TenantDirectory) -> list[str]:
+    """Members of the ticket's team who hold the team's `lead_role`."""
+    team = t.bp.model.teams.get(t.row.team or "")
+    if team is None or team.lead_role is None:
+        return []
+    leads = set(people.with_role(team.lead_role))
+    return [p for p in people.members(t.row.team or "") if p in leads]
 
 
 def _assignees(assignee: str | None, people: TenantDirectory) -> list[str]:

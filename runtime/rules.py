@@ -166,6 +166,13 @@ def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
     target = spec.to
     if target == "assignee":
         return
+    if target.startswith("field:"):
+        # The person a user field names (an approver, the customer's account manager).
+        person = t.row.fields.get(target[6:])
+        if not isinstance(person, str) or not person:
+            unit.notes.append(f"assign to {target} on {t.row.ref}: the field is empty")
+            return
+        target = f"user:{person}"
     commands.assign(unit, t, system, target, depth)
 
 

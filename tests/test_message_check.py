@@ -79,6 +79,7 @@ def test_allowed(text: str) -> None:
         "{{ '{0.__class__}'.format(ticket) }}",
         "{% for x in ticket.parts recursive %}{{ loop(x) }}{% endfor %}",
         "{% for x in ticket.parts %}{% set loop.x = 1 %}{% endfor %}",
+        "{{ '%.2f'|format(ticket.cost) }}",
     ],
 )
 def test_refused_as_unsafe(text: str) -> None:

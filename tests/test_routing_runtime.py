@@ -326,3 +326,15 @@ def test_claim_race_between_8_processes_has_one_winner(kind: str, tmp_path: Path
             assert len(claims) == 1
         finally:
             rt.close()
+
+
+def test_user_field_and_team_lead_recipients(env: tuple[Runtime, ManualClock]) -> None:
+    rt, _ = env
+    t = rt.create("repair", {"category": "hvac", "site": NEAR_WANG}, CUSTOMER)
+    rt.transfer(t.id, "desk", AGENT, reroute=False)
+    rt.update(t.id, {"approver": "boss"}, AGENT)
+    # field:approver reaches the person the field names, and the rule assigns it to them;
+    # team_lead reaches the desk's dispatchers (the team's lead_role).
+    assert rt.get(t.id, AGENT).assignee == "boss"
+    queued = [e.data for e in rt.timeline(t.id, AGENT) if e.kind == "notify.queued"][-1]
+    assert queued["recipients"] == ["boss", "disp"]
