@@ -68,6 +68,7 @@ class PeopleApi:
     directory: Directory
     _unit: Callable[..., Unit]
     _on_ticket: Callable[..., Ticket]
+    _command: Callable[[Actor, Callable[[Unit], Tracked]], Ticket]
     _read: Callable[[str, Actor], tuple[Unit, Tracked]]
     _view: Callable[[Tracked, Actor], Ticket]
     current: Callable[[str], list[Any]]
@@ -139,15 +140,25 @@ class PeopleApi:
         """Take a ticket from its claim pool. The first claim wins; a later one gets
         `Conflict` naming who has it; an ineligible person gets `PermissionDenied`."""
 
-        def work(u: Unit, t: Tracked) -> None:
-            assignment.claim(u, t, actor)
+        def work(unit: Unit) -> Tracked:
+            t = unit.load(ticket_id)
+            try:
+                commands.ensure_visible(unit, t, actor)
+            except NotFound:
+                # A pool member who lost the race no longer sees the ticket: tell them
+                # who won rather than pretend it never existed.
+                if assignment.lost_claim(unit, t, actor):
+                    raise Conflict(f"{t.row.ref} is claimed by {t.row.assignee}") from None
+                raise
+            assignment.claim(unit, t, actor)
+            return t
 
         try:
-            return self._on_ticket(ticket_id, actor, None, work)
+            return self._command(actor, work)
         except Conflict:
             # Someone claimed it between our read and our write: read again, so the
             # loser is told who has it rather than "it changed".
-            return self._on_ticket(ticket_id, actor, None, work)
+            return self._command(actor, work)
 
     def transfer(
         self,

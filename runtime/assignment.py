@@ -18,7 +18,7 @@ from engine.values import parse_duration
 from runtime import commands
 from runtime.actors import Actor
 from runtime.records import Conflict, InvalidCommand, PermissionDenied
-from runtime.routing import Decision, RouteRequest, eligible_for_claim, route
+from runtime.routing import STRATEGIES, Decision, RouteRequest, eligible_for_claim, route
 from runtime.unit import Signal, Tracked, Unit, snapshot
 
 POOL = "pool:"
@@ -183,20 +183,50 @@ def claim(unit: Unit, t: Tracked, actor: Actor) -> None:
             raise Conflict(f"{t.row.ref} is already yours", ticket_id=t.row.id)
         who = f"claimed by {assignee}" if assignee else "not in a claim pool"
         raise Conflict(f"{t.row.ref} is {who}", ticket_id=t.row.id, assignee=assignee)
-    routing = t.tpl.model.routing or Routing(strategy="claim_pool")
-    chain = strategies_of(routing.strategy)
-    pool_team = assignee[len(POOL) :]
-    team = None if pool_team == "*" else pool_team
     people = unit.people()
     if people.get(actor.id) is None:
         raise PermissionDenied(f"you ({actor.id}) are not in the directory, so you cannot claim")
-    request = request_for(unit, t, routing, chain, team)
-    check = eligible_for_claim(people.roster, request, actor.id, _load(unit, routing))
+    check = _claim_check(unit, t, actor)
     if not check:
         raise PermissionDenied(
             f"you may not claim {t.row.ref}: {check.reason}", reason="not-eligible"
         )
     _set(unit, t, actor, {"assignee": actor.id}, "claim", 0)
+
+
+def _claim_check(unit: Unit, t: Tracked, actor: Actor) -> Any:
+    """Whether the actor passes the steps of the chain that pooled the ticket (the
+    template's, or an assign action's), in the pool's team."""
+    routing = t.tpl.model.routing or Routing(strategy="claim_pool")
+    pool_team = (t.row.assignee or POOL + "*")[len(POOL) :]
+    team = None if pool_team == "*" else pool_team
+    request = request_for(unit, t, routing, pooling_chain(unit, t, routing), team)
+    return eligible_for_claim(unit.people().roster, request, actor.id, _load(unit, routing))
+
+
+def pooling_chain(unit: Unit, t: Tracked, routing: Routing) -> tuple[str, ...]:
+    """The strategies that put the ticket in its pool, read from its last `routed` entry
+    (an assign action may pool with another chain than the template's)."""
+    for event in reversed(unit.tx.events(unit.tenant, t.row.id)):
+        if event.kind == "routed" and event.data.get("pooled"):
+            names = [s.get("strategy") for s in event.data.get("steps", ())]
+            chain = tuple(n for n in names if n in STRATEGIES)
+            if chain:
+                return chain
+    return strategies_of(routing.strategy)
+
+
+def lost_claim(unit: Unit, t: Tracked, actor: Actor) -> bool:
+    """The actor was in the ticket's last pool (so it could see the ticket) and someone
+    else has claimed it since: the loser hears who won instead of 'not found'."""
+    assignee = t.row.assignee
+    if assignee is None or assignee.startswith(POOL) or assignee == actor.id:
+        return False
+    for event in reversed(unit.tx.events(unit.tenant, t.row.id)):
+        if event.kind == "assigned" and event.data.get("how") == "pool":
+            pool = str(event.data.get("changes", {}).get("assignee", {}).get("after", ""))
+            return pool == POOL + "*" or pool[len(POOL) :] in actor.teams
+    return False
 
 
 def transfer(
@@ -243,12 +273,7 @@ def may_claim(unit: Unit, t: Tracked, actor: Actor) -> bool:
     assignee = t.row.assignee
     if assignee is None or not assignee.startswith(POOL) or unit.people().get(actor.id) is None:
         return False
-    routing = t.tpl.model.routing or Routing(strategy="claim_pool")
-    pool_team = assignee[len(POOL) :]
-    request = request_for(
-        unit, t, routing, strategies_of(routing.strategy), None if pool_team == "*" else pool_team
-    )
-    return bool(eligible_for_claim(unit.people().roster, request, actor.id, _load(unit, routing)))
+    return bool(_claim_check(unit, t, actor))
 
 
 __all__ = ["claim", "delegate", "may_claim", "route_ticket", "transfer"]

@@ -33,6 +33,7 @@ from engine.values import Duration, Name, parse_duration
 from runtime.actors import Actor
 from runtime.api import Runtime
 from runtime.clock import ManualClock
+from runtime.commands import localized
 from runtime.records import InvalidFields, TicketflowError, TimerRow
 from runtime.render import RenderError, render
 from runtime.store import MemoryStore
@@ -910,7 +911,14 @@ class Simulation:
         values = {**_attributes(ticket), **ticket.fields}
         bp = self.rt.blueprint(self.sc.tenant, ticket.pack, ticket.pack_version)
         tpl = bp.templates[ticket.template]
-        context = {"ticket": {**dict.fromkeys(tpl.field_names), **values}}
+        first = bp.model.locales[0]
+        state = tpl.workflow.states.get(ticket.state)
+        title = localized(state.title if state else None, first, ticket.state, first)
+        # As the runtime renders it (runtime.notify), for a recipient of the first locale.
+        context = {
+            "ticket": {**dict.fromkeys(tpl.field_names), **values, "state_title": title},
+            "recipient": {"id": "recipient", "name": "(recipient)", "locale": first},
+        }
         try:
             return render(text, context)
         except RenderError as exc:

@@ -338,3 +338,19 @@ def test_user_field_and_team_lead_recipients(env: tuple[Runtime, ManualClock]) -
     assert rt.get(t.id, AGENT).assignee == "boss"
     queued = [e.data for e in rt.timeline(t.id, AGENT) if e.kind == "notify.queued"][-1]
     assert queued["recipients"] == ["boss", "disp"]
+
+
+def test_a_claim_is_checked_against_the_chain_that_pooled_the_ticket(
+    env: tuple[Runtime, ManualClock],
+) -> None:
+    rt, _ = env
+    t = rt.create("repair", {"category": "hvac", "site": NEAR_WANG}, CUSTOMER)
+    wang = rt.actor("default", "wang")
+    rt.transition(t.id, "accept", wang)
+    pooled = rt.transition(t.id, "release", wang)  # the rule pools it: [skills, claim_pool]
+    assert pooled.assignee == "pool:north"
+    # zhao is 40 km away: the template's chain (nearest) would exclude him, the pooling
+    # chain does not; li lacks hvac ≥ 3 either way.
+    zhao, li = rt.actor("default", "zhao"), rt.actor("default", "li")
+    assert [x.id for x in rt.claimable(zhao)] == [t.id] and rt.claimable(li) == []
+    assert rt.claim(t.id, zhao).assignee == "zhao"
