@@ -160,7 +160,10 @@ def _assign(unit: Unit, t: Tracked, action: AssignAction, depth: int) -> None:
     if spec.to is None:
         # A strategy (or the template's own routing) picks the person; `team` narrows it.
         chain = strategies_of(spec.strategy) or None
-        if route_ticket(unit, t, depth, chain, spec.team) is None and spec.team:
+        decision = route_ticket(unit, t, depth, chain, spec.team)
+        unplaced = decision is None or (decision.assignee is None and not decision.pooled)
+        if unplaced and spec.team:
+            # Nobody (or no strategy): the ticket still goes to the team's queue.
             commands.assign(unit, t, system, f"team:{spec.team}", depth)
         return
     target = spec.to

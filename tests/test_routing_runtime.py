@@ -354,3 +354,16 @@ def test_a_claim_is_checked_against_the_chain_that_pooled_the_ticket(
     zhao, li = rt.actor("default", "zhao"), rt.actor("default", "li")
     assert [x.id for x in rt.claimable(zhao)] == [t.id] and rt.claimable(li) == []
     assert rt.claim(t.id, zhao).assignee == "zhao"
+
+
+def test_an_assign_action_that_finds_nobody_still_moves_the_ticket_to_its_team(
+    env: tuple[Runtime, ManualClock],
+) -> None:
+    rt, _ = env
+    t = rt.create("manual_job", {}, AGENT)
+    assert rt.get(t.id, AGENT).team == "desk"
+    # The rule routes among the night crew, which has nobody: the ticket waits in the
+    # night crew's queue (and the timeline says why nobody was chosen).
+    done = rt.transition(t.id, "accept", Actor.of("d", ["dispatcher"]))
+    assert (done.team, done.assignee) == ("night_crew", None)
+    assert "routing.none" in kinds(rt, t.id)
