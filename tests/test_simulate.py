@@ -49,7 +49,7 @@ def test_every_example_pack_has_scenarios() -> None:
     packs = {p.name for p in WORKFLOWS.iterdir() if p.is_dir()}
     assert packs <= {c.parent.name for c in CASES}
     for case in CASES:
-        assert {"lifecycle.yaml", "reopen.yaml", "denials.yaml"} <= {
+        assert {"lifecycle.yaml", "reopen.yaml", "denials.yaml", "sla.yaml", "special.yaml"} <= {
             p.name for p in (ROOT / case).parent.iterdir()
         }
 
