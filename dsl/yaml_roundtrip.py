@@ -736,6 +736,15 @@ def format_yaml(text: str, path: str = "<string>", limits: LoadLimits | None = N
     return _reindent_comments(doc.dump())
 
 
+def _events(text: str) -> list[Any]:
+    """The parse events of `text`. libyaml refuses some valid YAML 1.2 (a plain `08:00` or
+    `?` inside `{...}`) that the loader accepted through the pure parser: so does this."""
+    try:
+        return list(YAML(typ="safe", pure=False).parse(io.StringIO(text)))
+    except YAMLError:
+        return list(YAML(typ="safe", pure=True).parse(io.StringIO(text)))
+
+
 def _reindent_comments(text: str) -> str:
     """Indent each full-line comment like the next line of content (the first column at the end).
 
@@ -744,7 +753,7 @@ def _reindent_comments(text: str) -> str:
     """
     lines = text.splitlines(keepends=True)
     inside: set[int] = set()
-    for event in YAML(typ="safe", pure=False).parse(io.StringIO(text)):
+    for event in _events(text):
         if isinstance(event, ScalarEvent) and event.end_mark.line > event.start_mark.line:
             inside.update(range(event.start_mark.line + 1, event.end_mark.line + 1))
     indent = 0

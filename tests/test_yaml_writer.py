@@ -675,3 +675,17 @@ def test_format_yaml_reindents_to_the_canonical_style() -> None:
 def test_format_yaml_of_written_yaml_changes_nothing(data: Any) -> None:
     text = write_yaml(data)
     assert format_yaml(text) == text
+
+
+def test_format_yaml_takes_what_only_the_pure_parser_reads() -> None:
+    # libyaml refuses plain scalars with ':' or '?' inside a flow mapping; the loader
+    # falls back to the pure parser, and so must the formatter (it crashed before).
+    text = (
+        "title: {en: Morning shift 07:00-15:30, zh: 早班（8:00-16:00）}\n"
+        "ask: {en: Are you sure?, zh: x}  # a comment\n"
+        "at: {t: 2026-06-09T08:00:00+02:00}\n"
+    )
+    formatted = format_yaml(text)
+    assert format_yaml(formatted) == formatted
+    assert load(formatted) == load(text)
+    assert "# a comment" in formatted
