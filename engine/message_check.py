@@ -51,7 +51,7 @@ TICKET_ATTRIBUTES = (
     "state_title",
 )
 RECIPIENT_ATTRIBUTES = ("id", "name", "locale")
-ROOTS = ("ticket", "recipient", "actor", "range")
+ROOTS = ("ticket", "labels", "recipient", "actor", "range")
 # Names Jinja (or web frameworks, in the payloads people copy) offer that lead to Python
 # objects rather than ticket data.
 INTERNAL_NAMES = frozenset(
@@ -372,8 +372,8 @@ class _Walker:
                 )
             return
         if isinstance(obj, nodes.Name) and obj.name not in bound:
-            if obj.name == "ticket":
-                self.ticket_field(node, key)
+            if obj.name in ("ticket", "labels"):
+                self.ticket_field(node, key, obj.name)
             elif obj.name == "recipient" and key not in RECIPIENT_ATTRIBUTES:
                 self.add(
                     "unknown-field",
@@ -383,23 +383,25 @@ class _Walker:
                     or f"a recipient has {', '.join(RECIPIENT_ATTRIBUTES)}",
                 )
 
-    def ticket_field(self, node: nodes.Node, key: str) -> None:
+    def ticket_field(self, node: nodes.Node, key: str, root: str = "ticket") -> None:
+        """`ticket.<field or attribute>`, or `labels.<field>` (an option's label)."""
         scope = self.scope
         if not scope.has_ticket:
             self.add(
                 "unknown-field",
                 node,
-                f"ticket.{key} is not available: {scope.where} runs without a ticket",
+                f"{root}.{key} is not available: {scope.where} runs without a ticket",
                 "write fixed text here; act on a new ticket with a rule `on: created`",
             )
             return
-        if key in scope.fields or key in TICKET_ATTRIBUTES:
+        attributes = TICKET_ATTRIBUTES if root == "ticket" else ()
+        if key in scope.fields or key in attributes:
             return
-        pool = [*scope.fields, *TICKET_ATTRIBUTES]
+        pool = [*scope.fields, *attributes]
         self.add(
             "unknown-field",
             node,
-            f"ticket.{key}: '{key}' is not a field of {scope.where}",
+            f"{root}.{key}: '{key}' is not a field of {scope.where}",
             did_you_mean(key, pool) or known_list(pool),
         )
 

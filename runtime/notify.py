@@ -7,7 +7,7 @@ entry, never a failed command.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,31 @@ def context_for(t: Tracked, actor: Actor, extra: dict[str, Any] | None = None) -
     readable = access.readable(t.bp, actor, t.tpl, t.row.state)
     locale = actor.locale or t.bp.model.locales[0]
     recipient = {"id": actor.id, "name": actor.name or actor.id, "locale": locale}
-    return {"ticket": ticket_context(t, readable, locale), "recipient": recipient, **(extra or {})}
+    ticket = ticket_context(t, readable, locale)
+    labels = option_labels(t.tpl.model.fields, ticket, locale, t.bp.model.locales[0])
+    return {"ticket": ticket, "labels": labels, "recipient": recipient, **(extra or {})}
+
+
+def option_labels(
+    fields: Mapping[str, Any], values: Mapping[str, Any], locale: str, fallback: str
+) -> dict[str, Any]:
+    """`labels.<field>`: a choice's option label in `locale` (a multi_choice's labels
+    joined), other fields as they are; None for a value not in `values`."""
+    out: dict[str, Any] = {}
+    for name, spec in fields.items():
+        value = values.get(name)
+        options = getattr(spec, "options", None)
+        if options is None or value is None:
+            out[name] = value
+            continue
+        labels = {o.value: o.label for o in options if not isinstance(o, str)}
+        shown = [localized(labels.get(v), locale, str(v), fallback) for v in _as_list(value)]
+        out[name] = ", ".join(shown) if isinstance(value, list) else shown[0]
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def ticket_context(t: Tracked, readable: frozenset[str] | None, locale: str) -> dict[str, Any]:

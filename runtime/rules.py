@@ -237,7 +237,12 @@ def _comment(unit: Unit, t: Tracked, action: CommentAction, depth: int) -> None:
 def template_context(t: Tracked) -> dict[str, Any]:
     """What rule templates (comments, webhook bodies, created tickets' values) read: every
     field and attribute of the ticket, as the system sees it."""
-    return {"ticket": notify.ticket_context(t, None, t.bp.model.locales[0])}
+    first = t.bp.model.locales[0]
+    ticket = notify.ticket_context(t, None, first)
+    return {
+        "ticket": ticket,
+        "labels": notify.option_labels(t.tpl.model.fields, ticket, first, first),
+    }
 
 
 def _create_linked(unit: Unit, t: Tracked, action: CreateTicketAction, depth: int) -> None:

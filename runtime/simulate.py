@@ -34,6 +34,7 @@ from runtime.actors import Actor
 from runtime.api import Runtime
 from runtime.clock import ManualClock
 from runtime.commands import localized
+from runtime.notify import option_labels
 from runtime.records import InvalidFields, TicketflowError, TimerRow
 from runtime.render import RenderError, render
 from runtime.store import MemoryStore
@@ -917,6 +918,7 @@ class Simulation:
         # As the runtime renders it (runtime.notify), for a recipient of the first locale.
         context = {
             "ticket": {**dict.fromkeys(tpl.field_names), **values, "state_title": title},
+            "labels": option_labels(tpl.model.fields, values, first, first),
             "recipient": {"id": "recipient", "name": "(recipient)", "locale": first},
         }
         try:

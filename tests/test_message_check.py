@@ -274,3 +274,10 @@ def test_example_packs_have_no_template_problems(root: Path) -> None:
         if pack.is_dir():
             result = load_pack_path(pack)
             assert result.ok, [d.headline() for d in result.diagnostics if d.is_error]
+
+
+def test_labels_read_fields_of_the_template() -> None:
+    assert codes("{{ labels.priority }} {{ labels.store_no }}") == []
+    problems = template_problems("{{ labels.prority }} {{ labels.ref }}", REPAIR)
+    assert [p.code for p in problems] == ["unknown-field", "unknown-field"]
+    assert "did you mean 'priority'?" in (problems[0].hint or "")

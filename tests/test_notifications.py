@@ -73,7 +73,7 @@ def test_one_row_per_recipient_and_channel_in_their_locale(
     boss_body = boss[0].payload["body"]
     assert boss_body.startswith(f"P1 {t.ref}: hvac at Nanjing Rd 1") and "hello Boss" in boss_body
     assert (
-        cust[0].payload["body"].startswith(f"紧急 {t.ref}")
+        cust[0].payload["body"].startswith(f"紧急 {t.ref}：空调")  # the option's zh label
         and "Customer Chen 您好" in cust[0].payload["body"]
     )
     # Stable ids: one message id per row, and the in-app copy is delivered on commit.
