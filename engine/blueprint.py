@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 from dsl.expressions import parse_expression
 from engine.expr_eval import Compiled, compile_expression
@@ -151,6 +152,9 @@ def compile_workflow(name: str, wf: Workflow, fields: frozenset[str]) -> Workflo
 # -- templates ------------------------------------------------------------------------------
 
 
+_UTC = ZoneInfo("UTC")
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateBp:
     """A template with its workflow, form validator and field rules compiled."""
@@ -167,6 +171,9 @@ class TemplateBp:
     readonly_if: Mapping[str, Condition]
     visible_if: Mapping[str, Condition]
     computed: tuple[tuple[str, Condition], ...]  # in declaration order
+    # The pack's time zone: `now` in conditions is local, so a date compares with today's
+    # date where the tickets are, not in UTC.
+    tz: ZoneInfo = _UTC
 
 
 def compile_template(pack: Pack, name: str, tpl: Template) -> TemplateBp:
@@ -202,6 +209,7 @@ def compile_template(pack: Pack, name: str, tpl: Template) -> TemplateBp:
             for fname, spec in tpl.fields.items()
             if isinstance(spec, ComputedField)
         ),
+        tz=ZoneInfo(pack.timezone),
     )
 
 

@@ -20,7 +20,7 @@ def build_env(
     """The flat mapping expressions evaluate against (see `engine.expr_eval.env_key`)."""
     env = tpl.form.to_env(row.fields)
     env["state"] = row.state
-    env["now"] = now
+    env["now"] = now.astimezone(tpl.tz)
     env["ticket.id"] = row.id
     env["ticket.ref"] = row.ref
     env["ticket.template"] = row.template

@@ -609,3 +609,27 @@ def test_nul_characters_are_refused_everywhere(env: tuple[Runtime, ManualClock])
     with pytest.raises(InvalidFields) as err:
         rt.create("repair", {"site": "S001", "notes": "a\x00b"}, AGENT)
     assert [(p.field, p.code) for p in err.value.problems] == [("notes", "invalid-character")]
+
+
+def test_now_in_conditions_is_the_packs_local_time() -> None:
+    """At 01:00 in Shanghai it is still yesterday in UTC: conditions read `now` in the
+    pack's time zone, so a date compares with the local date (the same instant)."""
+    from datetime import UTC, datetime
+
+    from engine.blueprint import compile_pack
+    from runtime.tickets import build_env
+
+    pack = load_pack_path(SERVICE).pack
+    assert pack is not None
+    tpl = compile_pack(pack.model_copy(update={"timezone": "Asia/Shanghai"}), 1).templates["repair"]
+    rt = Runtime.open([SERVICE], database_url="memory")
+    try:
+        t = rt.create("repair", {"site": "S001"}, CUSTOMER)
+        with rt.store.read() as tx:
+            ticket = tx.get_ticket("default", t.id)
+    finally:
+        rt.close()
+    assert ticket is not None
+    at = datetime(2026, 3, 1, 17, 0, tzinfo=UTC)
+    now = build_env(ticket, tpl, None, at)["now"]
+    assert (now.date().isoformat(), now) == ("2026-03-02", at)
