@@ -3,6 +3,7 @@ sandbox that refuses every known escape or denial-of-service payload quickly."""
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -308,6 +309,9 @@ _BOOL_FIELDS = ["approved", "urgent"]
 texts = st.text(alphabet="abcP12 -_é中", max_size=6).map(lambda s: '"' + s + '"')
 
 
+# Cached: the strategy is a tree built from itself many times over; built afresh on every
+# draw, newer hypothesis releases spent minutes validating the copies.
+@functools.cache
 def _expr(kind: str, depth: int) -> st.SearchStrategy[str]:
     leaves = {
         "number": st.one_of(
