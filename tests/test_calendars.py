@@ -558,7 +558,11 @@ def test_calendars_of_an_example_pack() -> None:
     result = load_pack_path(EXAMPLES / "manufacturing")
     assert result.pack is not None
     cals = calendars_of(result.pack)
-    assert set(cals) == {"production", "utilities", "office", "warehouse"}
+    assert set(cals) == {
+        "production", "utilities", "office", "warehouse",
+        "shift_a", "shift_b", "shift_c", "store_early", "store_late",
+    }  # fmt: skip
+    assert cals["shift_c"].is_open(local(SHANGHAI, 2026, 3, 4, 2))  # the night shift
     assert cals["office"].timezone.key == "Asia/Shanghai"
     assert cals["office"].is_open(local(SHANGHAI, 2026, 2, 14, 10))  # a make-up Saturday
     assert not cals["warehouse"].is_open(local(SHANGHAI, 2026, 12, 30, 10))  # stock-take
