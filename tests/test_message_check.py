@@ -156,7 +156,8 @@ def test_unknown_roots_are_listed() -> None:
     (problem,) = template_problems("{{ shop.name }}", REPAIR)
     assert (
         problem.hint
-        == "a template reads ticket, recipient, actor, range and the variables it sets itself"
+        == "a template reads ticket, labels, recipient, actor, range and the variables it sets "
+        "itself"
     )
 
 
