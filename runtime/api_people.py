@@ -14,7 +14,14 @@ from runtime import access, assignment, commands
 from runtime.actors import Actor
 from runtime.directory import TenantDirectory
 from runtime.notify import context_for
-from runtime.records import Conflict, InvalidCommand, NotFound, OutboxRow, TicketQuery
+from runtime.records import (
+    Conflict,
+    InvalidCommand,
+    NotFound,
+    OutboxRow,
+    SeeClause,
+    TicketQuery,
+)
 from runtime.render import render
 from runtime.tickets import Ticket, TimelineEntry, mask_event
 from runtime.unit import Tracked, Unit
@@ -22,7 +29,7 @@ from runtime.unit import Tracked, Unit
 if TYPE_CHECKING:
     from runtime.clock import Clock
     from runtime.directory import Directory
-    from runtime.store.base import Store, Tx
+    from runtime.store.base import Store
 
 # What a customer reads for each kind of timeline entry, when the state has no label.
 PROGRESS = {
@@ -186,11 +193,13 @@ class PeopleApi:
     def claimable(self, actor: Actor, limit: int = 50) -> list[Ticket]:
         """Pooled tickets this person may claim now, oldest first."""
         pools = (*(f"pool:{team}" for team in sorted(actor.teams)), "pool:*")
-        query = TicketQuery(see=(), assignees=pools, closed=False, limit=500)
+        # Pool membership is the filter here, not the actor's see clauses: eligibility
+        # (may_claim) decides what is listed.
+        query = TicketQuery(see=(SeeClause("all"),), assignees=pools, closed=False, limit=500)
         out: list[Ticket] = []
         with self.store.read() as tx:
             unit = self._unit(tx, actor.tenant, self.clock.now(), actor)
-            for row in _all_rows(tx, actor.tenant, query):
+            for row in tx.query_tickets(actor.tenant, query):
                 t = unit.add_loaded(row)
                 if assignment.may_claim(unit, t, actor):
                     out.append(self._view(t, actor))
@@ -237,18 +246,6 @@ class PeopleApi:
             raise InvalidCommand("limit must be between 1 and 500")
         with self.store.read() as tx:
             return tx.inbox(actor.tenant, actor.id, limit)
-
-
-def _all_rows(tx: Tx, tenant: str, query: TicketQuery) -> list[Any]:
-    from runtime.records import SeeClause
-
-    q = TicketQuery(
-        see=(SeeClause("all"),),
-        assignees=query.assignees,
-        closed=query.closed,
-        limit=query.limit,
-    )
-    return tx.query_tickets(tenant, q)
 
 
 def _progress(t: Tracked, e: TimelineEntry, locale: str) -> ProgressEntry | None:

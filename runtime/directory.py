@@ -8,7 +8,7 @@ problem located, and the stored directory is unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
 from typing import Any
@@ -30,19 +30,17 @@ class TenantDirectory:
     rev: int
     people: Mapping[str, PersonSpec]
     roster: Roster
-    by_role: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    by_team: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def get(self, person_id: str) -> PersonSpec | None:
         return self.people.get(person_id)
 
-    def with_role(self, role: str) -> tuple[str, ...]:
-        """Active people holding `role`, by id."""
-        return self.by_role.get(role, ())
+    def with_role(self, role: str, team: str | None = None) -> tuple[str, ...]:
+        """Active people holding `role` (in `team` when given), by id."""
+        return self.roster.ordered(self.roster.base(team, role))
 
     def members(self, team: str) -> tuple[str, ...]:
         """Active members of `team`, by id."""
-        return self.by_team.get(team, ())
+        return self.roster.ordered(self.roster.base(team, None))
 
     def actor(self, person_id: str, tenant: str) -> Actor | None:
         """The person as an actor (roles, teams, skills, attributes), or None if unknown."""
@@ -68,23 +66,7 @@ def build(
     rev: int, specs: Iterable[PersonSpec], calendars: Mapping[str, BusinessCalendar]
 ) -> TenantDirectory:
     people = {s.id: s for s in specs}
-    by_role: dict[str, list[str]] = {}
-    by_team: dict[str, list[str]] = {}
-    for spec in people.values():
-        if not spec.active:
-            continue
-        for role in spec.roles:
-            by_role.setdefault(role, []).append(spec.id)
-        for team in spec.teams:
-            by_team.setdefault(team, []).append(spec.id)
-    roster = Roster(_person(s, calendars) for s in people.values())
-    return TenantDirectory(
-        rev,
-        people,
-        roster,
-        {k: tuple(sorted(v)) for k, v in by_role.items()},
-        {k: tuple(sorted(v)) for k, v in by_team.items()},
-    )
+    return TenantDirectory(rev, people, Roster(_person(s, calendars) for s in people.values()))
 
 
 def _person(spec: PersonSpec, calendars: Mapping[str, BusinessCalendar]) -> Person:

@@ -97,8 +97,7 @@ def _team_leads(t: Tracked, people: TenantDirectory) -> list[str]:
     team = t.bp.model.teams.get(t.row.team or "")
     if team is None or team.lead_role is None:
         return []
-    leads = set(people.with_role(team.lead_role))
-    return [p for p in people.members(t.row.team or "") if p in leads]
+    return list(people.with_role(team.lead_role, t.row.team))
 
 
 def _assignees(assignee: str | None, people: TenantDirectory) -> list[str]:
