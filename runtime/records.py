@@ -167,6 +167,77 @@ class PackVersionRow:
     digest: str  # sha256 of the canonical document, to skip republishing the same pack
 
 
+@dataclass(slots=True)
+class TokenRow:
+    """An API token: the secret is never stored, only its sha256 (`hash`). `id` is the
+    public part shown in listings and used to revoke it."""
+
+    tenant_id: str
+    id: str
+    hash: str
+    user_id: str
+    roles: list[str]
+    name: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class DraftRow:
+    """A pack being edited in the builder: its files (name → text) as the admin wrote them,
+    comments included. `revision` counts saves from 1; a save names the revision it read."""
+
+    tenant_id: str
+    pack: str
+    files: dict[str, str]
+    revision: int
+    updated_at: datetime
+    updated_by: str
+
+
+IntakeOutcome = Literal["created", "attached", "commented", "resolved", "annotated"]
+
+
+@dataclass(slots=True)
+class IntakeRow:
+    """One item received by an intake channel (web form, email, QR form, alarm), kept
+    under its idempotency `key` so a redelivery returns the first outcome."""
+
+    tenant_id: str
+    key: str
+    channel: str
+    received_at: datetime
+    outcome: str
+    ticket_id: str | None = None
+    data: JSON = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AlarmRow:
+    """A monitoring alarm being tracked: repeats of `key` within the dedup window attach
+    to `ticket_id` instead of opening new tickets."""
+
+    tenant_id: str
+    key: str
+    ticket_id: str
+    first_at: datetime
+    last_at: datetime
+    count: int = 1
+    resolved_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class AssetRow:
+    """A tenant's asset (machine, room, device) as its QR code names it. `data` holds its
+    type, name, the template its QR form opens and values to prefill."""
+
+    tenant_id: str
+    code: str
+    data: JSON
+    updated_at: datetime
+
+
 # -- queries --------------------------------------------------------------------------------
 
 

@@ -15,14 +15,19 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from runtime.records import (
+    AlarmRow,
+    AssetRow,
     AuditDraft,
     Conflict,
+    DraftRow,
     EventRow,
+    IntakeRow,
     OutboxRow,
     PackVersionRow,
     PersonRow,
     TicketRow,
     TimerRow,
+    TokenRow,
 )
 from runtime.store.base import Store
 from runtime.store.memory import MemoryStore
@@ -155,6 +160,70 @@ def pack_row(tenant: str, pack: str, version: int) -> PackVersionRow:
         document={"pack": pack, "title": {"zh": "门店报修"}, "version": version},
         digest=f"{pack}-{version}",
     )
+
+
+def token_row(tenant: str, id: str, minutes: float = 0, **changes: Any) -> TokenRow:
+    """An API token created `minutes` after T0, its hash derived from tenant and id."""
+    values: dict[str, Any] = {
+        "tenant_id": tenant,
+        "id": id,
+        "hash": f"sha256:{tenant}:{id}",
+        "user_id": "u1",
+        "roles": ["agent", "dispatcher"],
+        "name": f"集成 {id}",
+        "created_at": at(minutes),
+        "expires_at": at(minutes + 60 * 24),
+    }
+    values.update(changes)
+    return TokenRow(**values)
+
+
+def draft_row(tenant: str, pack: str, **changes: Any) -> DraftRow:
+    """A builder draft whose file keeps a comment and non-ASCII text."""
+    values: dict[str, Any] = {
+        "tenant_id": tenant,
+        "pack": pack,
+        "files": {"pack.yaml": f"# 门店报修\npack: {pack}  # keep me\n"},
+        "revision": 0,  # set by put_draft
+        "updated_at": T0,
+        "updated_by": "admin",
+    }
+    values.update(changes)
+    return DraftRow(**values)
+
+
+def intake_row(tenant: str, key: str, minutes: float, **changes: Any) -> IntakeRow:
+    """An item received by email `minutes` after T0, attached to ticket t1."""
+    values: dict[str, Any] = {
+        "tenant_id": tenant,
+        "key": key,
+        "channel": "email",
+        "received_at": at(minutes),
+        "outcome": "attached",
+        "ticket_id": "t1",
+        "data": {"subject": f"Re: [R-t1] 冷柜 {key}", "from": "store@example.com"},
+    }
+    values.update(changes)
+    return IntakeRow(**values)
+
+
+def alarm_row(tenant: str, key: str, **changes: Any) -> AlarmRow:
+    values: dict[str, Any] = {
+        "tenant_id": tenant,
+        "key": key,
+        "ticket_id": "t1",
+        "first_at": T0,
+        "last_at": T0,
+    }
+    values.update(changes)
+    return AlarmRow(**values)
+
+
+def asset_row(tenant: str, code: str, **data: Any) -> AssetRow:
+    """An asset; `data` is its document (defaults: a type, a name and a template)."""
+    document: dict[str, Any] = {"type": "fridge", "name": f"冷柜 {code}", "template": "repair"}
+    document.update(data)
+    return AssetRow(tenant_id=tenant, code=code, data=document, updated_at=T0)
 
 
 # -- stores ---------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def delete_row(url: str, seq: int) -> None:
 def test_db_upgrade_creates_the_schema_and_names_the_revision(url: str) -> None:
     first = runner.invoke(app, ["db", "upgrade", "--database", url])
     assert first.exit_code == 0, first.output
-    assert first.output.strip() == "database at revision 0003"
+    assert first.output.strip() == "database at revision 0004"
     again = runner.invoke(app, ["db", "upgrade", "--database", url])
     assert (again.exit_code, again.output) == (0, first.output)
 
@@ -106,7 +106,7 @@ def test_db_upgrade_creates_the_schema_and_names_the_revision(url: str) -> None:
 def test_db_upgrade_after_work_keeps_the_revision(worked: str) -> None:
     result = runner.invoke(app, ["db", "upgrade", "--database", worked])
     assert result.exit_code == 0, result.output
-    assert "revision 0003" in result.output
+    assert "revision 0004" in result.output
     assert verify(worked).exit_code == 0
 
 

@@ -1021,8 +1021,8 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
 
 
 def test_migrations_match_the_tables(sql_url: str) -> None:
-    assert upgrade(sql_url) == "0003"
-    assert upgrade(sql_url) == "0003"  # idempotent
+    assert upgrade(sql_url) == "0004"
+    assert upgrade(sql_url) == "0004"  # idempotent
     store = SqlStore(sql_url, create=False)
     try:
         with store.engine.connect() as conn:
@@ -1071,7 +1071,7 @@ def test_migration_0003_back_fills_the_outbox_and_goes_down_and_up(sql_url: str)
             ])
     finally:
         engine.dispose()
-    assert upgrade(sql_url) == "0003"
+    assert upgrade(sql_url) == "0004"
     store = SqlStore(sql_url, create=False)
     try:
         with store.read() as tx:
@@ -1113,7 +1113,7 @@ def test_migration_0003_back_fills_the_outbox_and_goes_down_and_up(sql_url: str)
     finally:
         engine.dispose()
 
-    assert upgrade(sql_url) == "0003"
+    assert upgrade(sql_url) == "0004"
     store = SqlStore(sql_url, create=False)
     try:
         with store.engine.connect() as conn:

@@ -14,15 +14,20 @@ from datetime import datetime
 from typing import Protocol
 
 from runtime.records import (
+    AlarmRow,
+    AssetRow,
     AuditDraft,
     AuditRow,
+    DraftRow,
     EventRow,
+    IntakeRow,
     OutboxRow,
     PackVersionRow,
     PersonRow,
     TicketQuery,
     TicketRow,
     TimerRow,
+    TokenRow,
 )
 
 # The `next_sequence` name counting directory revisions (ticket references use `ref:…`).
@@ -201,6 +206,82 @@ class Tx(Protocol):
 
     def pack_versions(self, tenant_id: str, pack: str) -> list[PackVersionRow]:
         """Every version of a pack, oldest first."""
+
+    # API tokens
+    def add_token(self, row: TokenRow) -> None:
+        """Store a token; (tenant, id) and (tenant, hash) are unique, a duplicate of either
+        raises Conflict. Tokens of two tenants never share a hash (random 256-bit secrets),
+        so it is not checked across tenants."""
+
+    def token_by_hash(self, hash: str) -> TokenRow | None:
+        """The token whose secret hashes to `hash`, of any tenant (revoked ones too: the
+        caller checks `revoked_at` and `expires_at`)."""
+
+    def tokens(self, tenant_id: str) -> list[TokenRow]:
+        """The tenant's tokens, oldest first."""
+
+    def revoke_token(self, tenant_id: str, id: str, at: datetime) -> bool:
+        """Set `revoked_at` of a live (not yet revoked, expired or not) token of this
+        tenant; False when there is none: unknown, another tenant's, or revoked before."""
+
+    # builder drafts
+    def draft(self, tenant_id: str, pack: str) -> DraftRow | None:
+        """One draft, or None."""
+
+    def drafts(self, tenant_id: str) -> list[DraftRow]:
+        """The tenant's drafts by pack name."""
+
+    def put_draft(self, row: DraftRow, expected_revision: int | None) -> None:
+        """Save a draft as `expected_revision + 1` (`row.revision` is set to it; the
+        revision it carried is ignored); with `expected_revision` None the draft must not
+        exist yet (revision 1). Raise Conflict, writing nothing and leaving `row` as it was,
+        when the stored revision differs (or the draft exists / does not); its message and
+        its `revision` detail name the revision stored now (None: no draft)."""
+
+    def delete_draft(self, tenant_id: str, pack: str) -> bool:
+        """Remove a draft; False when there was none."""
+
+    # intake
+    def intake(self, tenant_id: str, key: str) -> IntakeRow | None:
+        """The intake item stored under this idempotency key."""
+
+    def add_intake(self, row: IntakeRow) -> None:
+        """Record an intake item; a duplicate (tenant, key) raises Conflict (on PostgreSQL
+        a concurrent uncommitted insert of the key makes this wait, then raise). The
+        transaction stays usable after that Conflict (to read the first item, say)."""
+
+    def intake_of_ticket(
+        self, tenant_id: str, ticket_id: str, after: str | None = None, limit: int = 100
+    ) -> list[IntakeRow]:
+        """Intake items attached to a ticket in (received_at, key) order; `after` is the
+        key of the last item of the previous page (an unknown key, or `limit` <= 0, gives
+        no items)."""
+
+    def count_intake_of_ticket(self, tenant_id: str, ticket_id: str) -> int:
+        """How many intake items a ticket has."""
+
+    def claim_alarm(self, row: AlarmRow) -> AlarmRow | None:
+        """Insert the alarm if its (tenant, key) is new and return None; otherwise return
+        the stored row, locked until the transaction ends (PostgreSQL: FOR UPDATE), so
+        concurrent repeats of one alarm serialise instead of opening two tickets."""
+
+    def update_alarm(self, row: AlarmRow) -> None:
+        """Write back an alarm row read by `claim_alarm` (ticket, last_at, count,
+        resolved_at; `first_at` never changes). An alarm never claimed raises Conflict."""
+
+    def alarm(self, tenant_id: str, key: str) -> AlarmRow | None:
+        """The stored alarm, unlocked."""
+
+    # assets
+    def put_assets(self, tenant_id: str, rows: Sequence[AssetRow]) -> None:
+        """Insert or replace assets by code; rows of another tenant raise ValueError and
+        nothing is written."""
+
+    def asset(self, tenant_id: str, code: str) -> AssetRow | None:
+        """One asset by its code, or None."""
+
+    def assets(self, tenant_id: str) -> list[AssetRow]:
+        """The tenant's assets by code."""
 
 
 class Store(Protocol):

@@ -23,10 +23,14 @@ from typing import Any, TypeVar, cast
 
 from runtime.audit import GENESIS, chain
 from runtime.records import (
+    AlarmRow,
+    AssetRow,
     AuditDraft,
     AuditRow,
     Conflict,
+    DraftRow,
     EventRow,
+    IntakeRow,
     OutboxRow,
     OutboxStatus,
     PackVersionRow,
@@ -36,11 +40,24 @@ from runtime.records import (
     TicketRow,
     TimerRow,
     TimerStatus,
+    TokenRow,
 )
 from runtime.store.base import DIRECTORY_SEQUENCE
 
 _Row = TypeVar(
-    "_Row", TicketRow, EventRow, AuditRow, OutboxRow, TimerRow, PackVersionRow, PersonRow
+    "_Row",
+    TicketRow,
+    EventRow,
+    AuditRow,
+    OutboxRow,
+    TimerRow,
+    PackVersionRow,
+    PersonRow,
+    TokenRow,
+    DraftRow,
+    IntakeRow,
+    AlarmRow,
+    AssetRow,
 )
 _Keyed = TypeVar("_Keyed", OutboxRow, TimerRow)
 
@@ -53,6 +70,11 @@ _JSON_ATTRS: dict[type[Any], tuple[str, ...]] = {
     TimerRow: ("payload",),
     PackVersionRow: ("document",),
     PersonRow: ("data",),
+    TokenRow: ("roles",),
+    DraftRow: ("files",),
+    IntakeRow: ("data",),
+    AlarmRow: (),
+    AssetRow: ("data",),
 }
 _TIME_ATTRS: dict[type[Any], tuple[str, ...]] = {
     TicketRow: ("created_at", "updated_at", "state_entered_at"),
@@ -62,6 +84,11 @@ _TIME_ATTRS: dict[type[Any], tuple[str, ...]] = {
     TimerRow: ("due_at", "fired_at"),
     PackVersionRow: ("published_at",),
     PersonRow: ("updated_at",),
+    TokenRow: ("created_at", "expires_at", "revoked_at"),
+    DraftRow: ("updated_at",),
+    IntakeRow: ("received_at",),
+    AlarmRow: ("first_at", "last_at", "resolved_at"),
+    AssetRow: ("updated_at",),
 }
 
 _TIMER_STATUSES = frozenset({"waiting", "fired", "cancelled"})
@@ -142,6 +169,12 @@ class _State:
         self.sequences: dict[tuple[str, str], int] = {}
         self.packs: dict[tuple[str, str], dict[int, PackVersionRow]] = {}
         self.people: dict[str, dict[str, PersonRow]] = {}  # tenant → id → row
+        self.tokens: dict[tuple[str, str], TokenRow] = {}
+        self.token_hashes: dict[str, tuple[str, str]] = {}  # hash → (tenant, id), unique
+        self.drafts: dict[tuple[str, str], DraftRow] = {}  # (tenant, pack) → row
+        self.intake: dict[str, dict[str, IntakeRow]] = {}  # tenant → key → row
+        self.alarms: dict[tuple[str, str], AlarmRow] = {}
+        self.assets: dict[str, dict[str, AssetRow]] = {}  # tenant → code → row
 
 
 def _restore(mapping: dict[Any, Any], key: Any) -> Callable[[], None]:
@@ -570,6 +603,192 @@ class MemoryTx:
     def pack_versions(self, tenant_id: str, pack: str) -> list[PackVersionRow]:
         versions = self._s.packs.get((tenant_id, pack), {})
         return [_copy(versions[v]) for v in sorted(versions)]
+
+    # API tokens
+
+    def add_token(self, row: TokenRow) -> None:
+        self._writing()
+        key = (row.tenant_id, row.id)
+        held = self._s.token_hashes.get(row.hash)
+        if key in self._s.tokens or (held is not None and held[0] == row.tenant_id):
+            raise token_conflict(row.id)
+        new = _copy(row)
+        self.undo.append(_restore(self._s.tokens, key))
+        self.undo.append(_restore(self._s.token_hashes, row.hash))
+        self._s.tokens[key] = new
+        self._s.token_hashes[row.hash] = key
+
+    def token_by_hash(self, hash: str) -> TokenRow | None:
+        key = self._s.token_hashes.get(hash)
+        return None if key is None else _copy(self._s.tokens[key])
+
+    def tokens(self, tenant_id: str) -> list[TokenRow]:
+        rows = [r for (tenant, _), r in self._s.tokens.items() if tenant == tenant_id]
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        return [_copy(r) for r in rows]
+
+    def revoke_token(self, tenant_id: str, id: str, at: datetime) -> bool:
+        self._writing()
+        key = (tenant_id, id)
+        stored = self._s.tokens.get(key)
+        if stored is None or stored.revoked_at is not None:
+            return False
+        revoked = dataclasses.replace(stored, revoked_at=_utc(at))
+        self.undo.append(_restore(self._s.tokens, key))
+        self._s.tokens[key] = revoked
+        return True
+
+    # builder drafts
+
+    def draft(self, tenant_id: str, pack: str) -> DraftRow | None:
+        row = self._s.drafts.get((tenant_id, pack))
+        return None if row is None else _copy(row)
+
+    def drafts(self, tenant_id: str) -> list[DraftRow]:
+        rows = sorted(
+            (r for (tenant, _), r in self._s.drafts.items() if tenant == tenant_id),
+            key=lambda r: r.pack,
+        )
+        return [_copy(r) for r in rows]
+
+    def put_draft(self, row: DraftRow, expected_revision: int | None) -> None:
+        self._writing()
+        key = (row.tenant_id, row.pack)
+        stored = self._s.drafts.get(key)
+        stored_revision = None if stored is None else stored.revision
+        if stored_revision != expected_revision:
+            raise draft_conflict(row.pack, expected_revision, stored_revision)
+        revision = 1 if expected_revision is None else expected_revision + 1
+        new = _copy(row)
+        new.revision = revision
+        self.undo.append(_restore(self._s.drafts, key))
+        self._s.drafts[key] = new
+        row.revision = revision
+
+    def delete_draft(self, tenant_id: str, pack: str) -> bool:
+        self._writing()
+        key = (tenant_id, pack)
+        if key not in self._s.drafts:
+            return False
+        self.undo.append(_restore(self._s.drafts, key))
+        del self._s.drafts[key]
+        return True
+
+    # intake
+
+    def intake(self, tenant_id: str, key: str) -> IntakeRow | None:
+        row = self._s.intake.get(tenant_id, {}).get(key)
+        return None if row is None else _copy(row)
+
+    def add_intake(self, row: IntakeRow) -> None:
+        self._writing()
+        items = self._s.intake.setdefault(row.tenant_id, {})
+        if row.key in items:
+            raise intake_conflict(row.key)
+        new = _copy(row)
+        self.undo.append(_restore(items, row.key))
+        items[row.key] = new
+
+    def intake_of_ticket(
+        self, tenant_id: str, ticket_id: str, after: str | None = None, limit: int = 100
+    ) -> list[IntakeRow]:
+        items = self._s.intake.get(tenant_id, {})
+        rows = [r for r in items.values() if r.ticket_id == ticket_id]
+        if after is not None:
+            last = items.get(after)
+            if last is None:  # as the SQL stores: an unknown cursor is past the end
+                return []
+            rows = [r for r in rows if (r.received_at, r.key) > (last.received_at, last.key)]
+        rows.sort(key=lambda r: (r.received_at, r.key))
+        return [_copy(r) for r in rows[: max(limit, 0)]]
+
+    def count_intake_of_ticket(self, tenant_id: str, ticket_id: str) -> int:
+        items = self._s.intake.get(tenant_id, {})
+        return sum(1 for r in items.values() if r.ticket_id == ticket_id)
+
+    def claim_alarm(self, row: AlarmRow) -> AlarmRow | None:
+        self._writing()
+        key = (row.tenant_id, row.key)
+        stored = self._s.alarms.get(key)
+        if stored is not None:
+            return _copy(stored)  # the store's lock already serialises transactions
+        new = _copy(row)
+        self.undo.append(_restore(self._s.alarms, key))
+        self._s.alarms[key] = new
+        return None
+
+    def update_alarm(self, row: AlarmRow) -> None:
+        self._writing()
+        key = (row.tenant_id, row.key)
+        stored = self._s.alarms.get(key)
+        if stored is None:
+            raise alarm_missing(row.key)
+        new = _copy(row)
+        new.first_at = stored.first_at  # never changes, as in the SQL stores' UPDATE
+        self.undo.append(_restore(self._s.alarms, key))
+        self._s.alarms[key] = new
+
+    def alarm(self, tenant_id: str, key: str) -> AlarmRow | None:
+        row = self._s.alarms.get((tenant_id, key))
+        return None if row is None else _copy(row)
+
+    # assets
+
+    def put_assets(self, tenant_id: str, rows: Sequence[AssetRow]) -> None:
+        self._writing()
+        check_assets(tenant_id, rows)
+        copies = [_copy(row) for row in rows]  # checks every time before writing any
+        catalogue = self._s.assets.setdefault(tenant_id, {})
+        for row in copies:
+            self.undo.append(_restore(catalogue, row.code))
+            catalogue[row.code] = row
+
+    def asset(self, tenant_id: str, code: str) -> AssetRow | None:
+        row = self._s.assets.get(tenant_id, {}).get(code)
+        return None if row is None else _copy(row)
+
+    def assets(self, tenant_id: str) -> list[AssetRow]:
+        catalogue = self._s.assets.get(tenant_id, {})
+        return [_copy(catalogue[code]) for code in sorted(catalogue)]
+
+
+# -- errors and checks shared with the SQL store ---------------------------------------------
+
+
+def check_assets(tenant_id: str, rows: Sequence[AssetRow]) -> None:
+    """The rows `Tx.put_assets` refuses: another tenant's."""
+    for row in rows:
+        if row.tenant_id != tenant_id:
+            raise ValueError(f"asset {row.code} is of tenant {row.tenant_id}, not {tenant_id}")
+
+
+def token_conflict(id: str) -> Conflict:
+    """The Conflict of a token whose id (in its tenant) or hash is another token's."""
+    return Conflict(f"token {id!r} exists, or another token has the same hash", token=id)
+
+
+def draft_conflict(pack: str, expected: int | None, stored: int | None) -> Conflict:
+    """The Conflict of a draft save that read another revision than the one stored."""
+    if stored is None:
+        message = f"draft of pack {pack!r} does not exist (saving revision {expected} of it)"
+    elif expected is None:
+        message = f"draft of pack {pack!r} exists (at revision {stored}): load it and save again"
+    else:
+        message = (
+            f"draft of pack {pack!r} is at revision {stored}, not {expected}: someone saved "
+            "it since you loaded it; load it again and redo your change"
+        )
+    return Conflict(message, pack=pack, expected_revision=expected, revision=stored)
+
+
+def intake_conflict(key: str) -> Conflict:
+    """The Conflict of an intake item whose idempotency key was received before."""
+    return Conflict(f"intake key {key!r} was already received", key=key)
+
+
+def alarm_missing(key: str) -> Conflict:
+    """The Conflict of `update_alarm` on an alarm that was never claimed."""
+    return Conflict(f"alarm {key!r} does not exist: claim it first", key=key)
 
 
 def chain_drafts(

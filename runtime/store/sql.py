@@ -74,10 +74,14 @@ from sqlalchemy.types import TypeEngine
 
 from runtime.audit import GENESIS, json_encoder
 from runtime.records import (
+    AlarmRow,
+    AssetRow,
     AuditDraft,
     AuditRow,
     Conflict,
+    DraftRow,
     EventRow,
+    IntakeRow,
     OutboxRow,
     PackVersionRow,
     PersonRow,
@@ -85,9 +89,19 @@ from runtime.records import (
     TicketRow,
     TimerRow,
     TimerStatus,
+    TokenRow,
 )
 from runtime.store.base import DIRECTORY_SEQUENCE
-from runtime.store.memory import chain_drafts, check_field, check_finish
+from runtime.store.memory import (
+    alarm_missing,
+    chain_drafts,
+    check_assets,
+    check_field,
+    check_finish,
+    draft_conflict,
+    intake_conflict,
+    token_conflict,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -381,6 +395,71 @@ people = Table(
     _time("updated_at"),
 )
 
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("id", key=True),
+    _text("hash"),
+    _text("user_id"),
+    _json("roles"),
+    _text("name"),
+    _time("created_at"),
+    _time("expires_at", null=True),
+    _time("revoked_at", null=True),
+    # Unique indexes lead with tenant_id (DESIGN.md); a request names its token, not its
+    # tenant, so a plain index finds the token by hash across tenants. Two tenants' tokens
+    # never share a hash: the secrets are 256 random bits.
+    Index("ux_api_tokens_tenant_hash", "tenant_id", "hash", unique=True),
+    Index("ix_api_tokens_hash", "hash"),
+)
+
+drafts = Table(
+    "drafts",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("pack", key=True),
+    _json("files"),
+    _int("revision"),
+    _time("updated_at"),
+    _text("updated_by"),
+)
+
+intake = Table(
+    "intake",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("key", key=True),
+    _text("channel"),
+    _time("received_at"),
+    _text("outcome"),
+    _text("ticket_id", null=True),
+    _json("data"),
+    # A ticket's intake items in listing order, paged by (received_at, key).
+    Index("ix_intake_ticket", "tenant_id", "ticket_id", "received_at", "key"),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("key", key=True),
+    _text("ticket_id"),
+    _time("first_at"),
+    _time("last_at"),
+    _int("count"),
+    _time("resolved_at", null=True),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    _text("tenant_id", key=True),
+    _text("code", key=True),
+    _json("data"),
+    _time("updated_at"),
+)
+
 # Up to this many assignees, open_load asks per assignee (an index range each) rather than
 # grouping every open ticket of the tenant.
 LOAD_ONE_BY_ONE = 32
@@ -456,6 +535,26 @@ _PACK_VERSIONS = (
     .where(pack_versions.c.tenant_id == _T, pack_versions.c.pack == bindparam("pack"))
     .order_by(pack_versions.c.version)
 )
+_D = drafts.c
+_DRAFTS = select(drafts).where(_D.tenant_id == _T).order_by(_D.pack)
+_IN = intake.c
+# A ticket's intake items on `ix_intake_ticket`, in (received_at, key) order.
+_INTAKE_OF_TICKET = (
+    select(intake)
+    .where(_IN.tenant_id == _T, _IN.ticket_id == bindparam("i"))
+    .order_by(_IN.received_at, _IN.key)
+    .limit(bindparam("limit"))
+)
+# After the item with key `after`: a row comparison with that item's (received_at, key),
+# an index range on both databases. An unknown key compares as NULL: no rows.
+_AFTER_ITEM = tuple_(_IN.received_at, _IN.key) > tuple_(
+    select(_IN.received_at)
+    .where(_IN.tenant_id == _T, _IN.key == bindparam("after"))
+    .scalar_subquery(),
+    bindparam("after", type_=String()),
+)
+_ALARM = select(alarms).where(alarms.c.tenant_id == _T, alarms.c.key == bindparam("k"))
+_ASSETS = select(assets).where(assets.c.tenant_id == _T).order_by(assets.c.code)
 
 
 def _sqlite_field_text() -> ColumnElement[Any]:
@@ -615,6 +714,76 @@ def _statements(
         "pack_version": _PACK_VERSIONS.where(pack_versions.c.version == bindparam("version")),
         "latest_packs": _latest_packs(),
         "pack_heads": _pack_heads(),
+        **_api_statements(),
+    }
+
+
+def _api_statements() -> dict[str, ClauseElement]:
+    """The statements of API tokens, builder drafts, intake, alarms and assets (their
+    INSERTs are `_RowInsert`s, see `_row_inserts`)."""
+    k = api_tokens.c
+    return {
+        "token_by_hash": select(api_tokens).where(k.hash == bindparam("h")),
+        "tokens": select(api_tokens).where(k.tenant_id == _T).order_by(k.created_at, k.id),
+        "revoke_token": update(api_tokens)
+        .where(k.tenant_id == _T, k.id == bindparam("i"), k.revoked_at.is_(None))
+        .values(revoked_at=bindparam("at")),
+        "drafts": _DRAFTS,
+        "draft": _DRAFTS.where(_D.pack == bindparam("pack")),
+        "draft_revision": select(_D.revision).where(
+            _D.tenant_id == _T, _D.pack == bindparam("pack")
+        ),
+        # Optimistic: only over the revision the editor read.
+        "save_draft": update(drafts)
+        .where(
+            _D.tenant_id == _T, _D.pack == bindparam("pack"), _D.revision == bindparam("expected")
+        )
+        .values(
+            files=bindparam("files"),
+            revision=bindparam("revision"),
+            updated_at=bindparam("at"),
+            updated_by=bindparam("by"),
+        ),
+        "delete_draft": delete(drafts).where(_D.tenant_id == _T, _D.pack == bindparam("pack")),
+        "intake": select(intake).where(_IN.tenant_id == _T, _IN.key == bindparam("k")),
+        "intake_of_ticket": _INTAKE_OF_TICKET,
+        "intake_of_ticket_after": _INTAKE_OF_TICKET.where(_AFTER_ITEM),
+        "count_intake": select(func.count()).where(
+            _IN.tenant_id == _T, _IN.ticket_id == bindparam("i")
+        ),
+        "alarm": _ALARM,
+        # FOR UPDATE: a repeat of the alarm waits here for the transaction handling the
+        # one before; SQLite renders nothing (the write transaction holds the write lock).
+        "lock_alarm": _ALARM.with_for_update(),
+        "update_alarm": update(alarms)
+        .where(alarms.c.tenant_id == _T, alarms.c.key == bindparam("k"))
+        .values(
+            ticket_id=bindparam("i"),
+            last_at=bindparam("last"),
+            count=bindparam("n"),
+            resolved_at=bindparam("resolved"),
+        ),
+        "assets": _ASSETS,
+        "asset": _ASSETS.where(assets.c.code == bindparam("code")),
+    }
+
+
+def _row_inserts(insert_: Callable[[Table], Any]) -> dict[str, tuple[Table, ClauseElement]]:
+    """The INSERTs of whole rows of the newer tables, by name: ON CONFLICT DO NOTHING
+    where a duplicate is a Conflict (the row count says so, and a PostgreSQL
+    transaction is not aborted by it), an upsert for assets."""
+    upsert = insert_(assets)
+    put_assets: ClauseElement = upsert.on_conflict_do_update(
+        index_elements=[assets.c.tenant_id, assets.c.code],
+        set_={"data": upsert.excluded.data, "updated_at": upsert.excluded.updated_at},
+    )
+    # No conflict target: any unique index counts (for tokens, the key and the hash).
+    return {
+        "add_token": (api_tokens, insert_(api_tokens).on_conflict_do_nothing()),
+        "add_draft": (drafts, insert_(drafts).on_conflict_do_nothing()),
+        "add_intake": (intake, insert_(intake).on_conflict_do_nothing()),
+        "claim_alarm": (alarms, insert_(alarms).on_conflict_do_nothing()),
+        "put_assets": (assets, put_assets),
     }
 
 
@@ -636,6 +805,10 @@ _FIXED = {
 _UPSERT_PEOPLE = {
     "sqlite": _put_people(sqlite.insert),
     "postgresql": _put_people(postgresql.insert),
+}
+_ROW_INSERTS = {
+    "sqlite": _row_inserts(sqlite.insert),
+    "postgresql": _row_inserts(postgresql.insert),
 }
 
 
@@ -761,6 +934,10 @@ class _Statements:
             _RowInsert(table, dialect) for table in (outbox, timers)
         )
         self.put_people = _RowInsert(people, dialect, _UPSERT_PEOPLE[dialect.name])
+        self.row_inserts = {
+            name: _RowInsert(table, dialect, statement)
+            for name, (table, statement) in _ROW_INSERTS[dialect.name].items()
+        }
         get = self.by_name["get_ticket"]
         # (tenant, id) as they are, when the driver takes them so (SQLite).
         self.key_positional = not get.named and get.names == ("t", "i")
@@ -1321,6 +1498,150 @@ class SqlTx:
     def pack_versions(self, tenant_id: str, pack: str) -> list[PackVersionRow]:
         rows = self._all("pack_versions", {"t": tenant_id, "pack": pack})
         return [PackVersionRow(*row) for row in rows]
+
+    def _add(self, name: str, row: Any) -> bool:
+        """INSERT … ON CONFLICT DO NOTHING of a whole row (`_row_inserts`); False when
+        its key was taken. On PostgreSQL a concurrent uncommitted insert of the key
+        makes this wait for that transaction's end."""
+        insert = self._st.row_inserts[name]
+        self._cur.execute(insert.sql, insert.params(row))
+        return bool(self._cur.rowcount == 1)
+
+    # API tokens
+
+    def add_token(self, row: TokenRow) -> None:
+        self._writing()
+        if not self._add("add_token", row):
+            raise token_conflict(row.id)
+
+    def token_by_hash(self, hash: str) -> TokenRow | None:
+        row = self._one("token_by_hash", {"h": hash})
+        return None if row is None else TokenRow(*row)
+
+    def tokens(self, tenant_id: str) -> list[TokenRow]:
+        return [TokenRow(*row) for row in self._all("tokens", {"t": tenant_id})]
+
+    def revoke_token(self, tenant_id: str, id: str, at: datetime) -> bool:
+        self._writing()
+        return bool(self._run("revoke_token", {"t": tenant_id, "i": id, "at": at}).rowcount == 1)
+
+    # builder drafts
+
+    def draft(self, tenant_id: str, pack: str) -> DraftRow | None:
+        row = self._one("draft", {"t": tenant_id, "pack": pack})
+        return None if row is None else DraftRow(*row)
+
+    def drafts(self, tenant_id: str) -> list[DraftRow]:
+        return [DraftRow(*row) for row in self._all("drafts", {"t": tenant_id})]
+
+    def put_draft(self, row: DraftRow, expected_revision: int | None) -> None:
+        """INSERT … ON CONFLICT DO NOTHING of revision 1, or UPDATE … WHERE revision =
+        expected (on PostgreSQL a concurrent save waits for ours, then finds the revision
+        moved). Nothing written: the revision stored now goes into the Conflict."""
+        self._writing()
+        if expected_revision is None:
+            revision = 1
+            saved = self._add("add_draft", dataclasses.replace(row, revision=1))
+        else:
+            revision = expected_revision + 1
+            values = {
+                "t": row.tenant_id,
+                "pack": row.pack,
+                "expected": expected_revision,
+                "revision": revision,
+                "files": row.files,
+                "at": row.updated_at,
+                "by": row.updated_by,
+            }
+            saved = self._run("save_draft", values).rowcount == 1
+        if not saved:
+            stored = self._one("draft_revision", {"t": row.tenant_id, "pack": row.pack})
+            now = None if stored is None else int(stored[0])
+            raise draft_conflict(row.pack, expected_revision, now)
+        row.revision = revision
+
+    def delete_draft(self, tenant_id: str, pack: str) -> bool:
+        self._writing()
+        return bool(self._run("delete_draft", {"t": tenant_id, "pack": pack}).rowcount == 1)
+
+    # intake
+
+    def intake(self, tenant_id: str, key: str) -> IntakeRow | None:
+        row = self._one("intake", {"t": tenant_id, "k": key})
+        return None if row is None else IntakeRow(*row)
+
+    def add_intake(self, row: IntakeRow) -> None:
+        self._writing()
+        if not self._add("add_intake", row):
+            raise intake_conflict(row.key)
+
+    def intake_of_ticket(
+        self, tenant_id: str, ticket_id: str, after: str | None = None, limit: int = 100
+    ) -> list[IntakeRow]:
+        if limit <= 0:
+            return []  # (PostgreSQL refuses a negative LIMIT, SQLite takes it as none)
+        values: dict[str, Any] = {"t": tenant_id, "i": ticket_id, "limit": limit}
+        if after is None:
+            rows = self._all("intake_of_ticket", values)
+        else:
+            rows = self._all("intake_of_ticket_after", {**values, "after": after})
+        return [IntakeRow(*row) for row in rows]
+
+    def count_intake_of_ticket(self, tenant_id: str, ticket_id: str) -> int:
+        row = self._one("count_intake", {"t": tenant_id, "i": ticket_id})
+        assert row is not None
+        return int(row[0])
+
+    def claim_alarm(self, row: AlarmRow) -> AlarmRow | None:
+        """INSERT … ON CONFLICT DO NOTHING, as `claim_idempotency_key`; when the key was
+        taken, SELECT … FOR UPDATE: on PostgreSQL this waits for a transaction holding
+        the alarm (its insert or its claim) to end, then reads the row it committed."""
+        self._writing()
+        if self._add("claim_alarm", row):
+            return None
+        stored = self._one("lock_alarm", {"t": row.tenant_id, "k": row.key})
+        if stored is None:  # (alarms are never deleted: not expected)
+            raise Conflict(f"alarm {row.key!r} is being claimed", key=row.key)
+        return AlarmRow(*stored)
+
+    def update_alarm(self, row: AlarmRow) -> None:
+        self._writing()
+        values = {
+            "t": row.tenant_id,
+            "k": row.key,
+            "i": row.ticket_id,
+            "last": row.last_at,
+            "n": row.count,
+            "resolved": row.resolved_at,
+        }
+        if self._run("update_alarm", values).rowcount != 1:
+            raise alarm_missing(row.key)
+
+    def alarm(self, tenant_id: str, key: str) -> AlarmRow | None:
+        row = self._one("alarm", {"t": tenant_id, "k": key})
+        return None if row is None else AlarmRow(*row)
+
+    # assets
+
+    def put_assets(self, tenant_id: str, rows: Sequence[AssetRow]) -> None:
+        """INSERT … ON CONFLICT (tenant_id, code) DO UPDATE."""
+        self._writing()
+        check_assets(tenant_id, rows)
+        if not rows:
+            return
+        upsert = self._st.row_inserts["put_assets"]
+        params = [upsert.params(row) for row in rows]
+        if len(params) == 1:
+            self._cur.execute(upsert.sql, params[0])
+        else:
+            self._cur.executemany(upsert.sql, params)
+
+    def asset(self, tenant_id: str, code: str) -> AssetRow | None:
+        row = self._one("asset", {"t": tenant_id, "code": code})
+        return None if row is None else AssetRow(*row)
+
+    def assets(self, tenant_id: str) -> list[AssetRow]:
+        return [AssetRow(*row) for row in self._all("assets", {"t": tenant_id})]
 
 
 # -- engines and the store ------------------------------------------------------------------
