@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 
 from dsl.diagnostics import Diagnostic, Span, sort_diagnostics
+from dsl.flow_parser import load_flow_text
 from dsl.sections import PACK_SECTIONS
 from dsl.source_map import SourceMap
-from dsl.sources import MergedDocument, PackSource, discover_packs, load_pack_source, pack_files
-from dsl.yaml_loader import LoadLimits
+from dsl.sources import (
+    PACK_SUFFIXES,
+    MergedDocument,
+    PackSource,
+    discover_packs,
+    load_pack_source,
+    merge_documents,
+    pack_files,
+)
+from dsl.yaml_loader import LoadLimits, YamlDocument, load_yaml_text
 from engine.checks import check_pack
 from engine.errors import translate
 from engine.model import Pack
@@ -22,6 +31,8 @@ from engine.pack_expressions import check_pack_expressions
 
 # Top-level keys whose entries may be spread over several files of a pack.
 SECTIONS = PACK_SECTIONS
+# Longest name of a pack file given as text (a path below the pack, e.g. `flows/repair.yaml`).
+MAX_FILE_NAME = 255
 
 
 @dataclass(slots=True)
@@ -91,6 +102,12 @@ def _load_pack(
     source: PackSource, limits: LoadLimits | None, display_root: Path | None
 ) -> PackResult:
     merged, diagnostics = load_pack_source(source, SECTIONS, limits, display_root)
+    return _validated(source, merged, diagnostics)
+
+
+def _validated(
+    source: PackSource, merged: MergedDocument | None, diagnostics: list[Diagnostic]
+) -> PackResult:
     if merged is None:
         return PackResult(source, None, sort_diagnostics(diagnostics))
     if not merged.data and any(d.is_error for d in diagnostics):
@@ -114,3 +131,61 @@ def load_pack_path(path: Path | str, limits: LoadLimits | None = None) -> PackRe
     """Load the single pack at `path` (a file, or a directory of pack files)."""
     p = Path(path)
     return load_pack(PackSource(p, [p] if p.is_file() else pack_files(p)), limits)
+
+
+def load_pack_texts(files: Mapping[str, str], limits: LoadLimits | None = None) -> PackResult:
+    """Load a pack given as texts by file name (a builder's draft), with the same checks as
+    files on disk. Names are shown as given; each must be a plain relative name ending in
+    .yaml, .yml or .flow, and files are merged in the order a directory would give."""
+    source = PackSource(Path("."), [Path(n) for n in sorted(files, key=PurePosixPath)])
+    with _gc_paused():
+        documents, diagnostics = parse_pack_texts(files, limits)
+        if diagnostics:
+            return PackResult(source, None, diagnostics, dict(files))
+        merged, diags = merge_documents(documents, SECTIONS)
+        return _validated(source, merged, diags)
+
+
+def parse_pack_texts(
+    files: Mapping[str, str], limits: LoadLimits | None = None
+) -> tuple[list[YamlDocument], list[Diagnostic]]:
+    """Parse every text of a pack (names checked first), in the order a directory would
+    give; the documents, or the diagnostics of every name or file that is refused."""
+    names = sorted(files, key=PurePosixPath)
+    bad = [d for d in (bad_file_name(n) for n in names) if d is not None]
+    if bad:
+        return [], bad
+    documents: list[YamlDocument] = []
+    diagnostics: list[Diagnostic] = []
+    for name in names:
+        load = load_flow_text if name.endswith(".flow") else load_yaml_text
+        doc, diags = load(files[name], name, limits)
+        diagnostics.extend(diags)
+        if doc is not None:
+            documents.append(doc)
+    return documents, sort_diagnostics(diagnostics)
+
+
+def bad_file_name(name: str) -> Diagnostic | None:
+    """Why `name` cannot name a file of a pack given as texts, or None when it can."""
+    parts = name.split("/")
+    if len(name) > MAX_FILE_NAME:
+        problem = f"is longer than {MAX_FILE_NAME} characters"
+    elif not name or name.startswith("/") or "\\" in name:
+        problem = "is not a relative name with '/' separators"
+    elif any(part in ("", ".", "..") for part in parts):
+        problem = "has an empty, '.' or '..' part"
+    elif any(not ch.isprintable() for ch in name):
+        problem = "holds a control character"
+    elif not name.endswith(PACK_SUFFIXES):
+        problem = f"does not end in {', '.join(PACK_SUFFIXES)}"
+    elif parts[-1] in PACK_SUFFIXES:
+        problem = "has nothing before its ending"
+    else:
+        return None
+    return Diagnostic(
+        "bad-file-name",
+        f"file name {name!r} {problem}",
+        None,
+        hint="name pack files like 'pack.yaml' or 'workflows/repair.yaml'",
+    )
