@@ -20,11 +20,15 @@ from engine.load import PackResult, load_pack_path
 from engine.model import Pack
 from runtime import access, commands, packs, rules, schedules, sla
 from runtime.actors import Actor
+from runtime.api_drafts import DraftApi
+from runtime.api_intake import IntakeApi
 from runtime.api_outbox import OutboxApi
 from runtime.api_people import PeopleApi
+from runtime.api_tokens import TokenApi
 from runtime.clock import Clock, SystemClock
 from runtime.delivery import ChannelConfig, Deliverer
 from runtime.directory import Directory
+from runtime.intake import IntakeConfig
 from runtime.records import (
     Conflict,
     InvalidCommand,
@@ -86,7 +90,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-class Runtime(PeopleApi, OutboxApi):
+class Runtime(PeopleApi, OutboxApi, TokenApi, IntakeApi, DraftApi):
     """Runs tickets of any published pack. Thread-safe: share one per process."""
 
     def __init__(
@@ -95,9 +99,11 @@ class Runtime(PeopleApi, OutboxApi):
         clock: Clock | None = None,
         new_id: Callable[[], str] | None = None,
         channels: ChannelConfig | None = None,
+        intake: IntakeConfig | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
+        self.intake_config = intake
         self._deliverer: Deliverer | None = None
         self.clock = clock or SystemClock()
         self.new_id = new_id or (lambda: uuid.uuid4().hex)
@@ -119,11 +125,12 @@ class Runtime(PeopleApi, OutboxApi):
         tenant: str = "default",
         new_id: Callable[[], str] | None = None,
         channels: ChannelConfig | None = None,
+        intake: IntakeConfig | None = None,
     ) -> Runtime:
         """Open a database and publish the packs at these paths to `tenant` (a pack that
         is already the latest version is not published again). `channels` says how
         messages leave (mail server, chat endpoints, secrets); see docs/delivery.md."""
-        rt = cls(open_store(database_url), clock, new_id, channels)
+        rt = cls(open_store(database_url), clock, new_id, channels, intake)
         paths = [packs] if isinstance(packs, str | Path) else list(packs)
         for path in paths:
             rt.publish(path, tenant=tenant)
@@ -341,7 +348,7 @@ class Runtime(PeopleApi, OutboxApi):
         return out
 
     def bulk_create(self, items: Sequence[Mapping[str, Any]], actor: Actor) -> list[BulkResult]:
-        """Items are {template, fields, channel?, title?, idempotency_key?}."""
+        """Items are {template, fields, channel?, title?, idempotency_key?, requester?}."""
 
         def one(item: Mapping[str, Any]) -> Callable[[], Ticket]:
             return partial(
@@ -352,6 +359,7 @@ class Runtime(PeopleApi, OutboxApi):
                 channel=item.get("channel"),
                 title=item.get("title"),
                 idempotency_key=item.get("idempotency_key"),
+                requester=item.get("requester"),
             )
 
         return self._bulk(one(item) for item in items)
@@ -450,12 +458,19 @@ class Runtime(PeopleApi, OutboxApi):
         requester: str | None = None,
         text: str | None = None,
         closed: bool | None = None,
+        sla_state: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Tickets the actor may see, filtered, oldest first, a page at a time."""
+        """Tickets the actor may see, filtered, oldest first, a page at a time.
+        `sla_state` keeps tickets with a clock in that state (running, paused, warning,
+        breached, met, stopped)."""
         if not 1 <= limit <= 500:
             raise InvalidCommand("limit must be between 1 and 500")
+        if sla_state is not None and sla_state not in sla.DISPLAY_STATES:
+            raise InvalidCommand(
+                f"unknown SLA state '{sla_state}'; one of {', '.join(sla.DISPLAY_STATES)}"
+            )
         current = self.current(actor.tenant)
         clauses = [c for bp in current for c in access.see_clauses(bp, actor)]
         items: list[Ticket] = []
@@ -478,7 +493,7 @@ class Runtime(PeopleApi, OutboxApi):
                 unit = self._unit(tx, actor.tenant, self.clock.now())
                 for row in rows:
                     t = unit.add_loaded(row)
-                    if len(items) < limit and _shown(t, actor, unit.now, text):
+                    if len(items) < limit and _shown(t, actor, unit.now, text, sla_state):
                         items.append(self._view(t, actor))
             if len(rows) < limit:
                 return Page(items, None)
@@ -633,9 +648,14 @@ def _settle(unit: Unit) -> None:
     unit.flush()
 
 
-def _shown(t: Tracked, actor: Actor, now: datetime, text: str | None) -> bool:
+def _shown(
+    t: Tracked, actor: Actor, now: datetime, text: str | None, sla_state: str | None = None
+) -> bool:
     """A row the store matched is shown if the actor may see it and, for a text search,
-    the text is in what the actor may read (never only in a hidden field)."""
+    the text is in what the actor may read (never only in a hidden field); with
+    `sla_state`, if one of its clocks is in that state."""
+    if sla_state is not None and all(c.state != sla_state for c in sla.views(t, now)):
+        return False
     env = None
     if access.needs_env_to_see(t.bp, actor, t.row.template):
         env = build_env(t.row, t.tpl, actor, now)

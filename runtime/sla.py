@@ -373,6 +373,10 @@ class ClockView:
     history: list[dict[str, Any]]
 
 
+# The states `ClockView.state` takes, as API filters name them.
+DISPLAY_STATES = ("running", "paused", "warning", "breached", "met", "stopped", "idle")
+
+
 def display_state(clock: dict[str, Any]) -> str:
     status = clock["status"]
     if status == "stopped":
