@@ -9,8 +9,10 @@ from typing import Annotated
 
 import typer
 
+from cli.intake_cmds import assets_app
 from cli.people_cmds import directory_app, outbox_app, publish, versions
 from cli.runtime_cmds import audit_app, db_app, worker
+from cli.serve_cmds import openapi, serve, token_app
 from cli.simulate_cmd import simulate
 from dsl.diagnostics import Diagnostic, render_text
 from dsl.flow_writer import FlowFormatError, format_flow, write_flow
@@ -31,6 +33,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(directory_app, name="directory")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(assets_app, name="assets")
+app.add_typer(token_app, name="token")
+app.command()(serve)
+app.command()(openapi)
 app.command()(worker)
 app.command()(simulate)
 app.command()(publish)

@@ -1,0 +1,159 @@
+"""Who is calling: a bearer API token, or (when the deployment says so) the identity
+headers of a trusted upstream gateway. Either way the caller belongs to exactly one tenant
+and may only reach URLs of that tenant.
+
+Two roles are the API's own, never a pack's: `ticketflow:admin` (builder endpoints, tokens,
+assets) and `ticketflow:intake` (the email and alarm intake a mail gateway or a monitoring
+system calls). Every other role is a pack role and goes to the runtime's permission checks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+from builder_api.problems import ApiError
+from runtime.actors import Actor
+from runtime.api import Runtime
+from runtime.api_tokens import actor_with_roles, hash_secret
+from runtime.records import TokenRow
+
+ADMIN_ROLE = "ticketflow:admin"
+INTAKE_ROLE = "ticketflow:intake"
+API_ROLES = frozenset({ADMIN_ROLE, INTAKE_ROLE})
+
+GATEWAY_TENANT = "x-ticketflow-tenant"
+GATEWAY_USER = "x-ticketflow-user"
+GATEWAY_ROLES = "x-ticketflow-roles"
+GATEWAY_SECRET = "x-ticketflow-gateway-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: the runtime actor plus the API's own roles."""
+
+    actor: Actor
+    api_roles: frozenset[str]
+    token_id: str | None = None
+
+    @property
+    def tenant(self) -> str:
+        return self.actor.tenant
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.api_roles
+
+    @property
+    def is_intake(self) -> bool:
+        return INTAKE_ROLE in self.api_roles or self.is_admin
+
+
+@dataclass(slots=True)
+class _Cached:
+    row: TokenRow
+    actor: Actor
+    until: float
+
+
+@dataclass(slots=True)
+class Authenticator:
+    """Turns request headers into a `Caller`. Token lookups are cached for `cache_seconds`
+    (a revocation made in another process takes effect within that time; one made through
+    this process's API at once)."""
+
+    rt: Runtime
+    trust_gateway: bool = False
+    gateway_secret: str | None = None
+    cache_seconds: float = 5.0
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+    _lock: Lock = field(default_factory=Lock)
+
+    def caller(self, request: ASGIConnection[Any, Any, Any, Any], tenant: str) -> Caller:
+        """The caller, allowed into `tenant`; ApiError 401 / 403 otherwise."""
+        found = self._from_gateway(request) if self.trust_gateway else None
+        if found is None:
+            found = self._from_token(request)
+        if found.tenant != tenant:
+            # The same answer whether `tenant` exists or not: nothing about it leaks.
+            raise ApiError(403, "wrong-tenant", "these credentials are for another tenant")
+        return found
+
+    def forget(self, token_id: str) -> None:
+        with self._lock:
+            for key in [k for k, v in self._cache.items() if v.row.id == token_id]:
+                del self._cache[key]
+
+    def _from_token(self, request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _unauthenticated("send 'Authorization: Bearer <token>'")
+        row, actor = self._lookup(secret.strip())
+        return Caller(actor, frozenset(row.roles) & API_ROLES, row.id)
+
+    def _lookup(self, secret: str) -> tuple[TokenRow, Actor]:
+        key = hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit.until > now:
+            return hit.row, hit.actor
+        row = self.rt.token_row(secret)
+        if row is None:
+            raise _unauthenticated("the token is unknown, revoked or expired")
+        pack_roles = [r for r in row.roles if r not in API_ROLES]
+        actor = self.rt.token_actor(_with_roles(row, pack_roles))
+        with self._lock:
+            self._cache[key] = _Cached(row, actor, now + self.cache_seconds)
+        return row, actor
+
+    def _from_gateway(self, request: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
+        headers = request.headers
+        user = headers.get(GATEWAY_USER)
+        if user is None:
+            return None
+        if self.gateway_secret is not None:
+            given = headers.get(GATEWAY_SECRET, "")
+            if not hmac.compare_digest(given.encode(), self.gateway_secret.encode()):
+                raise _unauthenticated("the gateway secret is missing or wrong")
+        tenant = headers.get(GATEWAY_TENANT)
+        if not tenant or not user.strip():
+            raise _unauthenticated(f"the gateway sent {GATEWAY_USER} without {GATEWAY_TENANT}")
+        roles = {r.strip() for r in headers.get(GATEWAY_ROLES, "").split(",") if r.strip()}
+        person = self.rt.people(tenant).actor(user, tenant)
+        actor = actor_with_roles(person, user.strip(), roles - API_ROLES, tenant)
+        return Caller(actor, frozenset(roles & API_ROLES))
+
+
+def _with_roles(row: TokenRow, roles: list[str]) -> TokenRow:
+    return TokenRow(
+        tenant_id=row.tenant_id,
+        id=row.id,
+        hash=row.hash,
+        user_id=row.user_id,
+        roles=roles,
+        name=row.name,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _unauthenticated(detail: str) -> ApiError:
+    return ApiError(401, "unauthenticated", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_admin(caller: Caller) -> None:
+    if not caller.is_admin:
+        raise ApiError(403, "admin-only", f"this needs the '{ADMIN_ROLE}' role")
+
+
+def require_intake(caller: Caller) -> None:
+    if not caller.is_intake:
+        raise ApiError(403, "intake-only", f"this needs the '{INTAKE_ROLE}' role")
