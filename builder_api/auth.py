@@ -102,7 +102,7 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and hit.until > now:
+        if hit is not None and hit.until > now and not self._expired(hit.row):
             return hit.row, hit.actor
         row = self.rt.token_row(secret)
         if row is None:
@@ -112,6 +112,9 @@ class Authenticator:
         with self._lock:
             self._cache[key] = _Cached(row, actor, now + self.cache_seconds)
         return row, actor
+
+    def _expired(self, row: TokenRow) -> bool:
+        return row.expires_at is not None and row.expires_at <= self.rt.clock.now()
 
     def _from_gateway(self, request: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
         headers = request.headers

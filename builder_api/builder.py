@@ -25,8 +25,8 @@ from builder_api.drafts import (
     replace_from_json,
     validate_files,
 )
-from builder_api.graph import DraftError as GraphDraftError
 from builder_api.graph import (
+    LAYOUT_FILE,
     Edit,
     Graph,
     GraphError,
@@ -35,12 +35,13 @@ from builder_api.graph import (
     graph_of,
     read_saved,
 )
+from builder_api.graph import DraftError as GraphDraftError
 from builder_api.models import Body
 from builder_api.palette import Palette, palette
 from builder_api.problems import ERRORS, ApiError, FieldError
 from builder_api.tickets import TENANT_PATH
 from dsl.sources import PACK_SUFFIXES
-from engine.load import load_pack_texts
+from engine.load import bad_file_name, load_pack_texts
 from runtime.api import Runtime
 from runtime.records import DraftRow, PackVersionRow, PublishRefused
 
@@ -180,6 +181,18 @@ def pack_files(files: dict[str, str]) -> dict[str, str]:
     return {n: t for n, t in files.items() if n.endswith(PACK_SUFFIXES)}
 
 
+def check_file_names(files: dict[str, str], where: str = "/files") -> None:
+    """Refuse names no pack file could have (the UI's layout.json aside), all at once."""
+    errors = []
+    for name in files:
+        problem = None if name == LAYOUT_FILE else bad_file_name(name)
+        if problem is not None:
+            pointer = f"{where}/{name.replace('~', '~0').replace('/', '~1')}"
+            errors.append(FieldError(pointer=pointer, code=problem.code, message=problem.message))
+    if errors:
+        raise ApiError(400, "invalid-request", f"{len(errors)} bad file name(s)", errors)
+
+
 def _draft_problem(exc: DraftError | GraphDraftError) -> ApiError:
     views = [d.as_json() for d in exc.diagnostics]
     errors = [
@@ -209,6 +222,7 @@ def _version(rt: Runtime, tenant: str, pack: str, version: int) -> PackVersionRo
 
 def _initial_files(rt: Runtime, tenant: str, data: NewDraft) -> dict[str, str]:
     if data.files is not None:
+        check_file_names(data.files)
         return data.files
     if data.document is not None:
         return {MAIN_FILE: document_yaml(data.document)}
@@ -264,6 +278,8 @@ class BuilderController(Controller):
     ) -> DraftOut:
         require_admin(caller)
         current = rt.draft(tenant, pack)
+        if data.files is not None:
+            check_file_names(data.files)
         try:
             files = data.files
             if files is None:
@@ -340,8 +356,10 @@ class BuilderController(Controller):
             raise ApiError(
                 400, "bad-encoding", f"the file is not UTF-8 (byte {exc.start})"
             ) from None
+        key = name.lstrip("/")
+        check_file_names({key: text}, "/path")
         current = rt.draft(tenant, pack)
-        files = {**current.files, name.lstrip("/"): text}
+        files = {**current.files, key: text}
         return DraftInfo.of(_save(rt, tenant, pack, files, caller.actor.id, revision))
 
     @delete("/drafts/{pack:str}", sync_to_thread=True, responses=ERRORS, summary="Drop a draft")

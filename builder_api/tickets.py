@@ -67,7 +67,7 @@ class TicketController(Controller):
             data.template,
             data.fields,
             caller.actor,
-            channel=data.channel or "api",
+            channel=data.channel,
             title=data.title,
             idempotency_key=idempotency_key,
             requester=data.requester,
@@ -228,9 +228,7 @@ class TicketController(Controller):
     def bulk_create_tickets(
         self, rt: Rt, caller: Who, data: JSONBody[BulkCreate]
     ) -> list[BulkItemOut]:
-        items: list[dict[str, Any]] = [
-            {**i.model_dump(), "channel": i.channel or "api"} for i in data.items
-        ]
+        items: list[dict[str, Any]] = [i.model_dump() for i in data.items]
         return bulk_out(rt.bulk_create(items, caller.actor))
 
     @post(
