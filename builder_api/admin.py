@@ -22,7 +22,7 @@ class NewToken(Body):
         max_length=50,
         description="Pack roles, plus `ticketflow:admin` / `ticketflow:intake` for the API's own.",
     )
-    name: PathStr = Field("", max_length=200, description="What the token is for, shown in lists.")
+    name: str = Field("", max_length=200, description="What the token is for, shown in lists.")
     expires_at: datetime | None = Field(None, description="When it stops working.")
 
 
@@ -30,7 +30,7 @@ class TokenOut(BaseModel):
     id: str
     user: str
     roles: list[str]
-    name: PathStr
+    name: str
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -61,7 +61,9 @@ class TokenController(Controller):
         self, rt: Rt, caller: Who, tenant: PathStr, data: JSONBody[NewToken]
     ) -> IssuedTokenOut:
         require_admin(caller)
-        issued = rt.issue_token(tenant, data.user, data.roles, data.name, data.expires_at)
+        issued = rt.issue_token(
+            tenant, data.user, data.roles, data.name, data.expires_at, by=caller.actor.id
+        )
         return IssuedTokenOut(secret=issued.secret, **TokenOut.of(issued.row).model_dump())
 
     @get(
@@ -84,6 +86,6 @@ class TokenController(Controller):
         request: Request,  # type: ignore[type-arg]
     ) -> None:
         require_admin(caller)
-        rt.revoke_token(tenant, token_id)
+        rt.revoke_token(tenant, token_id, by=caller.actor.id)
         auth: Authenticator = request.app.state.auth
         auth.forget(token_id)

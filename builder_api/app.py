@@ -22,6 +22,8 @@ from builder_api.builder import BuilderController
 from builder_api.forms_http import FormController
 from builder_api.intake_http import AssetController, IntakeController, PublicIntakeController
 from builder_api.problems import EXCEPTION_HANDLERS
+from builder_api.request_checks import check_request
+from builder_api.schema_plugin import StrictModelSchemaPlugin
 from builder_api.tickets import TicketController
 from runtime.api import Runtime
 from runtime.api_intake import CaptchaCheck
@@ -62,7 +64,7 @@ def _provide_caller(request: Request[Any, Any, Any]) -> Caller:
     return cast(Caller, found)
 
 
-@get("/healthz", sync_to_thread=False, tags=["service"], summary="Liveness")
+@get("/healthz", sync_to_thread=False, tags=["service"], summary="Liveness", security=[{}])
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -98,6 +100,8 @@ def create_app(rt: Runtime, settings: ApiSettings | None = None) -> Litestar:
             "caller": Provide(_provide_caller, sync_to_thread=False),
         },
         guards=[authenticate],
+        before_request=check_request,
+        plugins=[StrictModelSchemaPlugin()],
         exception_handlers=EXCEPTION_HANDLERS,
         state=State({"auth": auth, "rt": rt}),
         openapi_config=openapi_config(),

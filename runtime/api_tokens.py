@@ -13,11 +13,11 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from runtime.actors import Actor
-from runtime.records import InvalidCommand, NotFound, TokenRow
+from runtime.actors import SYSTEM_ID, Actor
+from runtime.records import AuditDraft, InvalidCommand, NotFound, TokenRow
 
 if TYPE_CHECKING:
     from runtime.clock import Clock
@@ -55,10 +55,15 @@ class TokenApi:
         roles: Iterable[str],
         name: str = "",
         expires_at: datetime | None = None,
+        by: str = SYSTEM_ID,
     ) -> IssuedToken:
-        """A new token for `user` of `tenant` acting in `roles`."""
+        """A new token for `user` of `tenant` acting in `roles`; `by` is who issued it
+        (for the audit log, which records every issue and revocation)."""
         role_list = sorted(set(roles))
         _check_token_fields(tenant, user, role_list, expires_at)
+        now = self.clock.now()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidCommand(f"expires_at {expires_at.isoformat()} has already passed")
         token_id = secrets.token_hex(6)
         secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
         row = TokenRow(
@@ -68,21 +73,29 @@ class TokenApi:
             user_id=user,
             roles=role_list,
             name=name,
-            created_at=self.clock.now(),
+            created_at=now,
             expires_at=expires_at,
         )
+        after = {"user": user, "roles": role_list, "name": name, "expires_at": _iso(expires_at)}
         with self.store.transaction() as tx:
             tx.add_token(row)
+            tx.add_audit(
+                tenant, [AuditDraft(now, by, "token-issue", f"token:{token_id}", None, after)]
+            )
         return IssuedToken(secret, row)
 
     def tokens(self, tenant: str) -> list[TokenRow]:
         with self.store.read() as tx:
             return tx.tokens(tenant)
 
-    def revoke_token(self, tenant: str, token_id: str) -> None:
+    def revoke_token(self, tenant: str, token_id: str, by: str = SYSTEM_ID) -> None:
+        now = self.clock.now()
         with self.store.transaction() as tx:
-            if not tx.revoke_token(tenant, token_id, self.clock.now()):
+            if not tx.revoke_token(tenant, token_id, now):
                 raise NotFound(f"no live token '{token_id}'")
+            tx.add_audit(
+                tenant, [AuditDraft(now, by, "token-revoke", f"token:{token_id}", None, None)]
+            )
 
     def token_row(self, secret: str) -> TokenRow | None:
         """The live token with this secret, or None (unknown, revoked or expired)."""
@@ -123,6 +136,10 @@ def actor_with_roles(person: Actor | None, user: str, roles: Iterable[str], tena
     )
 
 
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
 def _check_token_fields(
     tenant: str, user: str, roles: list[str], expires_at: datetime | None
 ) -> None:
@@ -134,5 +151,17 @@ def _check_token_fields(
     problems += [f"role {r!r} is not a valid role name" for r in roles if not _ROLE.match(r)]
     if expires_at is not None and expires_at.tzinfo is None:
         problems.append("expires_at needs a time zone")
+    elif expires_at is not None and not _fits_in_utc(expires_at):
+        problems.append(f"expires_at {expires_at.isoformat()} is out of range in UTC")
     if problems:
         raise InvalidCommand("; ".join(problems))
+
+
+def _fits_in_utc(at: datetime) -> bool:
+    """Whether `at` is a datetime in UTC too: 9999-12-31T23:00-14:00 is in year 10000
+    there, which the stores keep in UTC and could not read back."""
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True

@@ -46,7 +46,7 @@ BODIES: dict[str, Any] = {
 LISTS = {"listTickets", "listTokens", "listDrafts", "listPacks", "getPalette", "listAssets"}
 UNSCOPED = {"healthz"}
 BULK_BY_ID = {"bulkAssignTickets", "bulkTransitionTickets"}
-PUBLIC = {"publicForm", "submitPublicForm", "qrForm", "submitQrForm"}
+PUBLIC = {"healthz", "publicForm", "submitPublicForm", "qrForm", "submitQrForm"}
 
 
 @dataclass

@@ -307,6 +307,11 @@ def test_a_revoked_token_stops_working(api: Api) -> None:
     r = api.client.delete(api.url("acme", f"tokens/{issued.row.id}"), headers=admin)
     assert r.status_code == 204
     assert api.client.get(api.url("acme", "tickets"), headers=headers).status_code == 401
+    with api.rt.store.read() as tx:
+        audit = [
+            (a.action, a.actor) for a in tx.audit("acme") if a.subject == f"token:{issued.row.id}"
+        ]
+    assert audit == [("token-issue", "system"), ("token-revoke", "root")]
 
 
 def test_tokens_are_stored_hashed(api: Api) -> None:
