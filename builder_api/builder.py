@@ -35,7 +35,6 @@ from builder_api.graph import (
     graph_of,
     read_saved,
 )
-from builder_api.graph import DraftError as GraphDraftError
 from builder_api.models import Body
 from builder_api.palette import Palette, palette
 from builder_api.problems import ERRORS, ApiError, FieldError
@@ -193,7 +192,7 @@ def check_file_names(files: dict[str, str], where: str = "/files") -> None:
         raise ApiError(400, "invalid-request", f"{len(errors)} bad file name(s)", errors)
 
 
-def _draft_problem(exc: DraftError | GraphDraftError) -> ApiError:
+def _draft_problem(exc: DraftError) -> ApiError:
     views = [d.as_json() for d in exc.diagnostics]
     errors = [
         FieldError(pointer=d.pointer or "", code=d.code, message=d.message) for d in exc.diagnostics
@@ -486,7 +485,7 @@ class BuilderController(Controller):
             raise ApiError(422, "invalid-graph", str(exc), errors) from None
         except WorkflowNotFound as exc:
             raise ApiError(404, "not-found", str(exc)) from None
-        except GraphDraftError as exc:
+        except DraftError as exc:
             raise _draft_problem(exc) from None
         row = _save(rt, tenant, pack, edit.files, caller.actor.id, revision or current.revision)
         return GraphEditOut(

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from dsl.diagnostics import Diagnostic
+from builder_api.drafts import DraftError as DraftError  # one error for every draft edit
 from engine.form_schema import localized
 
 LocalizedText = str | dict[str, str]
@@ -158,15 +158,6 @@ class WorkflowNotFound(LookupError):
     def __init__(self, name: str, hint: str | None = None) -> None:
         super().__init__(f"no workflow '{name}'" + (f"; {hint}" if hint else ""))
         self.name = name
-
-
-class DraftError(ValueError):
-    """The draft's files cannot be edited (a file does not parse, or the workflow is
-    written in the text DSL); `diagnostics` say where."""
-
-    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
-        self.diagnostics = list(diagnostics)
-        super().__init__("; ".join(d.message for d in self.diagnostics) or "invalid draft")
 
 
 @dataclass(frozen=True, slots=True)
