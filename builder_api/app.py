@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import anyio
 from litestar import Litestar, Request, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -46,7 +47,9 @@ class ApiSettings:
     extra_handlers: Sequence[ControllerRouterHandler] = field(default_factory=tuple)
 
 
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """Guard of every tenant URL: who calls, and may they enter this tenant? Runs before
     the request is parsed, so a stranger learns nothing, not even what a valid request
     would look like. Handlers marked `opt={"public": True}` (intake forms) skip it."""
@@ -54,7 +57,11 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
     if tenant is None or handler.opt.get("public"):
         return
     auth: Authenticator = connection.app.state.auth
-    connection.scope["state"]["caller"] = auth.caller(connection, tenant)
+    # A cached token costs no thread hop; a lookup reads the database in a worker thread.
+    found = auth.cached_caller(connection, tenant)
+    if found is None:
+        found = await anyio.to_thread.run_sync(auth.caller, connection, tenant)
+    connection.scope["state"]["caller"] = found
 
 
 def _provide_caller(request: Request[Any, Any, Any]) -> Caller:
