@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 SYSTEM_ID = "system"
@@ -39,7 +40,7 @@ class Actor:
     @classmethod
     def system(cls, tenant: str = "default") -> Actor:
         """Automations: rules, timers, migrations. Bypasses role checks, not field rules."""
-        return cls(id=SYSTEM_ID, roles=frozenset(), tenant=tenant, automated=True)
+        return _system(tenant)
 
     @classmethod
     def automation_as(cls, role: str, tenant: str) -> Actor:
@@ -80,3 +81,9 @@ class Actor:
         for key, value in self.attributes.items():
             env[f"actor.{key}"] = value
         return env
+
+
+@lru_cache(maxsize=1024)
+def _system(tenant: str) -> Actor:
+    # One per tenant, shared: an actor never changes, and every rule action asks for it.
+    return Actor(id=SYSTEM_ID, roles=frozenset(), tenant=tenant, automated=True)

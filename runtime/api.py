@@ -41,7 +41,7 @@ from runtime.records import (
 )
 from runtime.sla import ClockView
 from runtime.store import open_store
-from runtime.store.base import Store
+from runtime.store.base import Store, Tx
 from runtime.tickets import Ticket, TimelineEntry, build_env, mask_event, view
 from runtime.unit import Signal, Tracked, Unit
 
@@ -176,19 +176,30 @@ class Runtime(PeopleApi, OutboxApi, TokenApi, IntakeApi, DraftApi):
         if found is not None:
             return found
         with self.store.read() as tx:
-            row = tx.pack_version(tenant, pack, version)
+            return self._compile(tx, tenant, pack, version)
+
+    def _compile(self, tx: Tx, tenant: str, pack: str, version: int) -> Blueprint:
+        row = tx.pack_version(tenant, pack, version)
         if row is None:
             raise NotFound(f"pack '{pack}' has no version {version}")
         bp = packs.blueprint_of(row)
         with self._lock:
-            self._blueprints[key] = bp
+            self._blueprints[(tenant, pack, version)] = bp
         return bp
 
     def current(self, tenant: str) -> list[Blueprint]:
         """The latest version of each of the tenant's packs."""
         with self.store.read() as tx:
-            heads = tx.pack_heads(tenant)
-        return [self.blueprint(tenant, pack, version) for pack, version in heads.items()]
+            return self._current_in(tx, tenant)
+
+    def _current_in(self, tx: Tx, tenant: str) -> list[Blueprint]:
+        """`current`, read in a transaction the caller holds (a command's own, so that
+        it opens no second one)."""
+        out = []
+        for pack, version in tx.pack_heads(tenant).items():
+            found = self._blueprints.get((tenant, pack, version))
+            out.append(found if found is not None else self._compile(tx, tenant, pack, version))
+        return out
 
     # -- the command loop ----------------------------------------------------------------------
 
@@ -252,11 +263,13 @@ class Runtime(PeopleApi, OutboxApi, TokenApi, IntakeApi, DraftApi):
         requester: str | None = None,
     ) -> Ticket:
         """Open a ticket. With an idempotency key, a retry returns the first ticket."""
-        bp, tpl = commands.resolve_template(self.current(actor.tenant), template)
-        if requester is not None and not access.is_staff(bp, actor):
-            raise InvalidCommand("only staff may open a ticket on someone else's behalf")
 
         def work(unit: Unit) -> Tracked:
+            # The packs' heads are read in the command's transaction: one transaction
+            # per create, not a read before it.
+            bp, tpl = commands.resolve_template(self._current_in(unit.tx, actor.tenant), template)
+            if requester is not None and not access.is_staff(bp, actor):
+                raise InvalidCommand("only staff may open a ticket on someone else's behalf")
             ticket_id = self.new_id()
             if idempotency_key is not None:
                 existing = unit.tx.claim_idempotency_key(actor.tenant, idempotency_key, ticket_id)

@@ -178,19 +178,29 @@ class BusinessCalendar:
 
     # -- walking UTC days ------------------------------------------------------------------
     def _add_us(self, t: int, remaining: int) -> int:
-        for k in self._day_indexes(t // _DAY_US):
-            total, intervals = self._day(k)
+        # `_day_indexes` inlined: this walk runs several times per SLA clock moved, and a
+        # generator step costs more than the cached day it fetches.
+        days, day = self._days, self._day
+        last = self._last_open_day
+        first = k = t // _DAY_US
+        closed_run = 0
+        while last is None or k <= last:
+            total, intervals = days.get(k) or day(k)
             if remaining > total and t <= k * _DAY_US:
                 remaining -= total  # the whole day is used up: skip it without looking
-                continue
-            for s, e in intervals:
-                if e <= t:
-                    continue
-                s = max(s, t)
-                if remaining <= e - s:
-                    return s + remaining
-                remaining -= e - s
-        raise AssertionError("unreachable: _day_indexes raises when nothing opens")
+            else:
+                for s, e in intervals:
+                    if e <= t:
+                        continue
+                    s = max(s, t)
+                    if remaining <= e - s:
+                        return s + remaining
+                    remaining -= e - s
+            closed_run = 0 if total else closed_run + 1
+            if closed_run > _MAX_CLOSED_DAYS:
+                break
+            k += 1
+        raise self._never_open(first)
 
     def _between_us(self, a: int, b: int) -> int:
         total = 0
@@ -215,8 +225,11 @@ class BusinessCalendar:
             if closed_run > _MAX_CLOSED_DAYS:
                 break
             k += 1
+        raise self._never_open(first)
+
+    def _never_open(self, first: int) -> ValueError:
         when = _from_us(first * _DAY_US).date()
-        raise ValueError(
+        return ValueError(
             f"calendar {self._name or '(unnamed)'} has no open hours after {when}: "
             "give it opening hours"
         )

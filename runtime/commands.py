@@ -322,8 +322,6 @@ def update(
     changes = changes_of(t, values)
     if not changes:
         return {}
-    fields = dict(t.row.fields)
-    fields.update({k: c["after"] for k, c in changes.items() if k not in access.ASSIGNMENT})
     before = snapshot(t.row)
     apply_changes(t, changes, unit.now)
     env = ticket_env(unit, t, actor)

@@ -124,26 +124,52 @@ def context_for(t: Tracked, actor: Actor, extra: dict[str, Any] | None = None) -
     locale = actor.locale or t.bp.model.locales[0]
     recipient = {"id": actor.id, "name": actor.name or actor.id, "locale": locale}
     ticket = ticket_context(t, readable, locale)
-    labels = option_labels(t.tpl.model.fields, ticket, locale, t.bp.model.locales[0])
+    labels = option_labels(
+        t.tpl.model.fields, ticket, locale, t.bp.model.locales[0], template_labels(t)
+    )
     return {"ticket": ticket, "labels": labels, "recipient": recipient, **(extra or {})}
 
 
+# Each field's option labels by value (None for a field without options), in field order.
+LabelTables = tuple[tuple[str, dict[Any, Any] | None], ...]
+
+
 def option_labels(
-    fields: Mapping[str, Any], values: Mapping[str, Any], locale: str, fallback: str
+    fields: Mapping[str, Any],
+    values: Mapping[str, Any],
+    locale: str,
+    fallback: str,
+    tables: LabelTables | None = None,
 ) -> dict[str, Any]:
     """`labels.<field>`: a choice's option label in `locale` (a multi_choice's labels
-    joined), other fields as they are; None for a value not in `values`."""
+    joined), other fields as they are; None for a value not in `values`. `tables`: the
+    `label_tables` of `fields`, when already at hand."""
     out: dict[str, Any] = {}
-    for name, spec in fields.items():
+    for name, labels in label_tables(fields) if tables is None else tables:
         value = values.get(name)
-        options = getattr(spec, "options", None)
-        if options is None or value is None:
+        if labels is None or value is None:
             out[name] = value
             continue
-        labels = {o.value: o.label for o in options if not isinstance(o, str)}
         shown = [localized(labels.get(v), locale, str(v), fallback) for v in _as_list(value)]
         out[name] = ", ".join(shown) if isinstance(value, list) else shown[0]
     return out
+
+
+def label_tables(fields: Mapping[str, Any]) -> LabelTables:
+    """The option labels `option_labels` looks values up in."""
+    out = []
+    for name, spec in fields.items():
+        options = getattr(spec, "options", None)
+        labels = None
+        if options is not None:
+            labels = {o.value: o.label for o in options if not isinstance(o, str)}
+        out.append((name, labels))
+    return tuple(out)
+
+
+def template_labels(t: Tracked) -> LabelTables:
+    """The ticket template's `label_tables`, built once per blueprint."""
+    return t.bp.memoised(("notify.labels", t.tpl.name), lambda: label_tables(t.tpl.model.fields))
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -40,35 +40,64 @@ MAX_FIRINGS = 64
 
 def dispatch(unit: Unit) -> None:
     """Run every pending signal's rules until none are left."""
+    envs = Envs(unit)
     while unit.signals:
         sig = unit.signals.popleft()
         t = unit.load(sig.ticket_id)
         if sig.key == "transition-action":
+            envs.clear()
             run_actions(
                 unit, t, [sig.data["action"]], f"transition:{sig.data['transition']}", sig.depth
             )
             continue
         for rule in t.bp.rules_for(sig.key, t.row.template):
-            _consider(unit, t, rule, sig)
+            _consider(unit, t, rule, sig, envs)
 
 
-def _consider(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal) -> None:
+class Envs:
+    """The expression environments rule conditions read, built once per ticket and shared
+    by the rules that follow, until a rule runs. A condition only reads its environment,
+    so rules whose condition is false change nothing; a rule that runs (or is delayed, or
+    stopped by a limit) may change any ticket, so every environment is built afresh after
+    it. Lives for one `dispatch`: nothing outside the rules changes tickets meanwhile."""
+
+    __slots__ = ("_built", "_unit")
+
+    def __init__(self, unit: Unit) -> None:
+        self._unit = unit
+        self._built: dict[str, dict[str, Any]] = {}
+
+    def of(self, t: Tracked) -> dict[str, Any]:
+        env = self._built.get(t.row.id)
+        if env is None:
+            env = self._built[t.row.id] = commands.ticket_env(self._unit, t, None)
+        return env
+
+    def clear(self) -> None:
+        self._built.clear()
+
+
+def _consider(unit: Unit, t: Tracked, rule: RuleBp, sig: Signal, envs: Envs) -> None:
     if rule.fields and not rule.fields & sig.changed:
         return
     if rule.metric is not None and rule.metric != sig.data.get("metric"):
         return
     if rule.after is not None:
+        envs.clear()
         _delay(unit, t, rule, sig)
         return
-    fire(unit, t, rule, sig.depth)
+    fire(unit, t, rule, sig.depth, envs)
 
 
-def fire(unit: Unit, t: Tracked, rule: RuleBp, depth: int) -> bool:
-    """Run a rule now if its condition holds; False when it did not run."""
+def fire(unit: Unit, t: Tracked, rule: RuleBp, depth: int, envs: Envs | None = None) -> bool:
+    """Run a rule now if its condition holds; False when it did not run. `envs` gives the
+    ticket's environment when one was built for an earlier rule of the same dispatch."""
     if rule.condition is not None:
-        env = commands.ticket_env(unit, t, None)
+        env = envs.of(t) if envs is not None else commands.ticket_env(unit, t, None)
         if not rule.condition.holds(env):
             return False
+    if envs is not None:
+        envs.clear()  # whatever happens next may change the ticket
     if depth >= MAX_DEPTH:
         unit.event(t, "rule.depth_limit", "system", {"rule": rule.name, "depth": depth})
         unit.notes.append(f"rule {rule.name} not run: chain deeper than {MAX_DEPTH}")
@@ -241,7 +270,9 @@ def template_context(t: Tracked) -> dict[str, Any]:
     ticket = notify.ticket_context(t, None, first)
     return {
         "ticket": ticket,
-        "labels": notify.option_labels(t.tpl.model.fields, ticket, first, first),
+        "labels": notify.option_labels(
+            t.tpl.model.fields, ticket, first, first, notify.template_labels(t)
+        ),
     }
 
 

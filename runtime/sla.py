@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from engine.blueprint import Blueprint, Condition, TemplateBp
@@ -52,17 +53,32 @@ class CompiledPolicy:
     starts: dict[str, Condition] = field(default_factory=dict)
     stops: dict[str, Condition] = field(default_factory=dict)
     pauses: dict[str, Condition] = field(default_factory=dict)
+    # Points already worked out, by (metric, target): they depend on nothing else, and
+    # every command that moves a clock asks for them again. Bounded: targets come from the
+    # pack, but a stored clock may carry one of an older version.
+    _points_memo: dict[tuple[str, timedelta], tuple[Point, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def target(self, metric: str, priority: Any) -> timedelta | None:
         spec = self.model.targets.get(metric)
         if spec is None:
             return None
         if isinstance(spec, str):
-            return parse_duration(spec)
+            return _duration(spec)
         text = spec.get(str(priority)) if priority is not None else None
-        return parse_duration(text) if text else None
+        return _duration(text) if text else None
 
     def points(self, metric: str, target: timedelta) -> list[Point]:
+        key = (metric, target)
+        found = self._points_memo.get(key)
+        if found is None:
+            if len(self._points_memo) >= 256:
+                self._points_memo.clear()
+            found = self._points_memo[key] = tuple(self._points(metric, target))
+        return list(found)
+
+    def _points(self, metric: str, target: timedelta) -> list[Point]:
         out = []
         if self.model.warn_at:
             out.append(Point("warning", target * percent_value(self.model.warn_at)))
@@ -72,6 +88,12 @@ class CompiledPolicy:
                 continue
             out.append(Point(f"escalation {i + 1}", _offset(level.at, target), i, level.at))
         return sorted(out, key=lambda p: (p.offset, p.level is not None))
+
+
+@lru_cache(maxsize=1024)
+def _duration(text: str) -> timedelta:
+    """`parse_duration`, remembered: targets are read on every command that moves a clock."""
+    return parse_duration(text)
 
 
 def _offset(at: str, target: timedelta) -> timedelta:
@@ -410,16 +432,23 @@ def views(t: Tracked, now: datetime) -> Iterator[ClockView]:
 
 
 def env_values(t: Tracked, now: datetime) -> dict[str, Any]:
-    """`sla.*` for expressions: the resolution clock, else the first clock."""
-    found = list(views(t, now))
-    if not found:
+    """`sla.*` for expressions: the resolution clock, else the first clock (as `views`
+    shows them, without building the views of the other clocks)."""
+    sla = t.row.sla or {}
+    clocks = sla.get("clocks", {})
+    if not clocks:
         return {}
-    clock = next((c for c in found if c.metric == "resolution"), found[0])
-    progress = clock.elapsed / clock.target if clock.target else 0.0
+    policy = next((p for p in policies_of(t.bp, t.tpl) if p.name == sla.get("policy")), None)
+    if policy is None:
+        return {}
+    clock = clocks["resolution"] if "resolution" in clocks else next(iter(clocks.values()))
+    elapsed = elapsed_at(clock, policy.calendar, now)
+    target = timedelta(seconds=clock["target"])
+    progress = elapsed / target if target else 0.0
     return {
-        "sla.remaining": clock.remaining,
-        "sla.elapsed": clock.elapsed,
+        "sla.remaining": target - elapsed,
+        "sla.elapsed": elapsed,
         "sla.progress": round(progress * 100, 1),
-        "sla.due": clock.due,
-        "sla.state": clock.state,
+        "sla.due": _when(clock["due"]) if clock["due"] else None,
+        "sla.state": display_state(clock),
     }

@@ -12,6 +12,7 @@ from runtime.records import EventRow, TicketRow
 
 # Ticket attributes stored as columns, with the names expressions read them by.
 ATTRIBUTES = ("title", "assignee", "team", "requester", "channel", "watchers", "tags")
+_ATTRIBUTE_KEYS = tuple((f"ticket.{name}", name) for name in ATTRIBUTES)
 
 
 def build_env(
@@ -27,8 +28,8 @@ def build_env(
     env["ticket.created_at"] = row.created_at
     env["ticket.updated_at"] = row.updated_at
     env["ticket.state_entered_at"] = row.state_entered_at
-    for name in ATTRIBUTES:
-        env[f"ticket.{name}"] = getattr(row, name)
+    for key, name in _ATTRIBUTE_KEYS:
+        env[key] = getattr(row, name)
     if actor is not None:
         env.update(actor.env())
     return env

@@ -159,6 +159,9 @@ class Unit:
     def cancel_timers(self, ticket_id: str, key: str) -> None:
         """Cancel the ticket's waiting timers with `key`, stored or made by this command."""
         self.timers = [x for x in self.timers if not (x.ticket_id == ticket_id and x.key == key)]
+        created = self.tracked.get(ticket_id)
+        if created is not None and created.expected_version is None:
+            return  # a ticket this command creates has no stored timers to cancel
         if (ticket_id, key) not in self.cancels:
             self.cancels.append((ticket_id, key))
 
