@@ -338,6 +338,9 @@ def _restore(t: Tracked, before: dict[str, Any]) -> None:
     t.row.fields = before["fields"]
     for name in ("state", "assignee", "team", "title"):
         setattr(t.row, name, before[name])
+    # apply_changes rebuilt it from the refused values; a rule's refused set is caught and
+    # the command goes on, so what it wrote would otherwise be stored and searchable.
+    t.row.search_text = search_text(t.row, t.tpl)
 
 
 def record_update(

@@ -46,9 +46,9 @@ RULES
 # Two rules of equal priority on the same event write the same field: the one that runs
 # last wins, so the outcome shows the order. Higher priority runs first.
 ORDERED_RULES = {
-    "zeta": '    on: created\n    do: [{set: {owner: zeta}}]',
-    "alpha": '    on: created\n    do: [{set: {owner: alpha}}]',
-    "mid": '    on: created\n    priority: 5\n    do: [{set: {trail: mid}}]',
+    "zeta": "    on: created\n    do: [{set: {owner: zeta}}]",
+    "alpha": "    on: created\n    do: [{set: {owner: alpha}}]",
+    "mid": "    on: created\n    priority: 5\n    do: [{set: {trail: mid}}]",
 }
 
 
@@ -73,7 +73,9 @@ def outcome(rt: Runtime) -> tuple[Any, list[Any]]:
     return t.fields, rules
 
 
-@pytest.mark.parametrize("order", [["zeta", "alpha", "mid"], ["alpha", "mid", "zeta"], ["mid", "zeta", "alpha"]])
+@pytest.mark.parametrize(
+    "order", [["zeta", "alpha", "mid"], ["alpha", "mid", "zeta"], ["mid", "zeta", "alpha"]]
+)
 def test_declaration_order_does_not_matter(order: list[str], tmp_path: Any) -> None:
     rt = runtime_for(pack_text({name: ORDERED_RULES[name] for name in order}), tmp_path)
     fields, fired = outcome(rt)
@@ -102,7 +104,9 @@ def test_chain_stops_at_depth_limit(tmp_path: Any) -> None:
 
 def test_linear_chain_stops_at_depth(tmp_path: Any) -> None:
     # Every job opens another job: one rule per level, so the depth bound stops it.
-    spawn = {"spawn": '    on: created\n    if: flag != "c"\n    do: [{create_ticket: {template: job}}]'}
+    spawn = {
+        "spawn": '    on: created\n    if: flag != "c"\n    do: [{create_ticket: {template: job}}]'
+    }
     rt = runtime_for(pack_text(spawn), tmp_path)
     rt.create("job", {}, AGENT)
     jobs = rt.query(AGENT, limit=100).items
@@ -113,8 +117,8 @@ def test_linear_chain_stops_at_depth(tmp_path: Any) -> None:
 
 def test_unconditional_cycle_is_refused_at_validation(tmp_path: Any) -> None:
     loop = {
-        "one": '    on: {updated: [flag]}\n    do: [{set: {owner: x}}]',
-        "two": '    on: {updated: [owner]}\n    do: [{set: {flag: a}}]',
+        "one": "    on: {updated: [flag]}\n    do: [{set: {owner: x}}]",
+        "two": "    on: {updated: [owner]}\n    do: [{set: {flag: a}}]",
     }
     path = tmp_path / "pack.yaml"
     path.write_text(pack_text(loop), encoding="utf-8")
@@ -128,10 +132,28 @@ def test_unconditional_cycle_is_refused_at_validation(tmp_path: Any) -> None:
 
 def test_delayed_rule_is_not_a_cycle(tmp_path: Any) -> None:
     loop = {
-        "one": '    on: {updated: [flag]}\n    do: [{set: {owner: x}}]',
-        "two": '    on: {updated: [owner]}\n    do: [{schedule: {event: again, after: 1h}}]',
-        "three": '    on: {event: again}\n    do: [{set: {flag: a}}]',
+        "one": "    on: {updated: [flag]}\n    do: [{set: {owner: x}}]",
+        "two": "    on: {updated: [owner]}\n    do: [{schedule: {event: again, after: 1h}}]",
+        "three": "    on: {event: again}\n    do: [{set: {flag: a}}]",
     }
     path = tmp_path / "pack.yaml"
     path.write_text(pack_text(loop), encoding="utf-8")
     assert load_pack(PackSource(path, [path])).ok
+
+
+def test_a_refused_set_leaves_nothing_in_the_search_text(tmp_path: Any) -> None:
+    # Setting flag to b makes `reason` required, so the rule's set is refused: the ticket
+    # must keep neither the values nor text built from them (searching would find it).
+    text = pack_text({"tag": "    on: created\n    do: [{set: {trail: hushword, flag: b}}]"})
+    text = text.replace(
+        "      trail: {type: text}\n",
+        "      trail: {type: text}\n      reason: {type: text, required_if: 'flag == \"b\"'}\n",
+    )
+    rt = runtime_for(text, tmp_path)
+    t = rt.create("job", {}, AGENT)
+    assert "trail" not in t.fields
+    assert [e.kind for e in rt.timeline(t.id, AGENT)].count("rule.failed") == 1
+    assert rt.query(AGENT, text="hushword").items == []
+    with rt.store.read() as tx:
+        row = tx.get_ticket("default", t.id)
+    assert row is not None and "hushword" not in row.search_text
