@@ -33,6 +33,7 @@ from engine.expr_types import (
 from engine.expr_types import Type as ExprType
 from engine.fields import ColumnTypeName, FieldSpec
 from engine.model import Action, Channel, IntakeChannel, Pack, RoutingStrategy, Trigger
+from engine.schema import clean
 from runtime.routing import TERMINAL
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -242,36 +243,10 @@ def model_schema(annotation: Any) -> Schema:
     else:
         raw = TypeAdapter(annotation).json_schema(by_alias=True)
     defs = raw.pop("$defs", {})
-    schema: Schema = {"$schema": JSON_SCHEMA_DIALECT, **_clean(raw)}
+    schema: Schema = {"$schema": JSON_SCHEMA_DIALECT, **clean(raw, draft07=False)}
     if defs:
-        schema["$defs"] = {name: _clean(d) for name, d in sorted(defs.items())}
+        schema["$defs"] = {name: clean(d, draft07=False) for name, d in sorted(defs.items())}
     return schema
-
-
-def _clean(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_clean(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {
-        k: (_clean(v) if k != "properties" else {name: _clean(p) for name, p in v.items()})
-        for k, v in node.items()
-        if k != "discriminator" and not (k == "title" and isinstance(v, str))
-    }
-    if "patternProperties" in out:
-        out.setdefault("additionalProperties", False)
-    for key in ("anyOf", "oneOf"):
-        if key not in out:
-            continue
-        branches = [b for b in out[key] if b != {"type": "null"}]
-        if len(branches) < len(out[key]) and out.get("default", 0) is None:
-            out.pop("default")
-        if len(branches) == 1:
-            out.pop(key)
-            out = {**branches[0], **out}
-        else:
-            out[key] = branches
-    return out
 
 
 # -- the groups ------------------------------------------------------------------------------

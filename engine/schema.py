@@ -16,17 +16,25 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "pack.schema.
 SCHEMA_ID = "https://ticketflow.dev/schemas/pack.schema.json"
 
 
-def _clean(node: Any) -> Any:
+def clean(node: Any, draft07: bool = True) -> Any:
+    """A pydantic-generated schema as editors and UIs want it: no generated titles or
+    discriminators, an optional value as its non-null type, locale-text mappings closed.
+    `draft07` (this file's dialect) also points $refs at `definitions` and wraps a $ref
+    that has siblings in `allOf`; 2020-12 (the builder palette's) allows siblings."""
     if isinstance(node, list):
-        return [_clean(n) for n in node]
+        return [clean(n, draft07) for n in node]
     if not isinstance(node, dict):
         return node
     out = {
-        k: (_clean(v) if k != "properties" else {name: _clean(p) for name, p in v.items()})
+        k: (
+            clean(v, draft07)
+            if k != "properties"
+            else {name: clean(p, draft07) for name, p in v.items()}
+        )
         for k, v in node.items()
         if k != "discriminator" and not (k == "title" and isinstance(v, str))
     }
-    if isinstance(out.get("$ref"), str):
+    if draft07 and isinstance(out.get("$ref"), str):
         out["$ref"] = str(out["$ref"]).replace("#/$defs/", "#/definitions/")
         if len(out) > 1:
             # draft-07 ignores keywords beside $ref; wrap it so descriptions still show.
@@ -42,7 +50,7 @@ def _clean(node: Any) -> Any:
             if len(branches) == 1:
                 out.pop(key)
                 merged = branches[0]
-                if "$ref" in merged and out:
+                if draft07 and "$ref" in merged and out:
                     out["allOf"] = [merged]
                 else:
                     out = {**merged, **out}
@@ -60,7 +68,7 @@ def pack_schema() -> dict[str, Any]:
         "$id": SCHEMA_ID,
         "title": "ticketflow definition pack",
     }
-    body = _clean(raw)
+    body = clean(raw)
     # A pack may span several files and each file is checked on its own by editors, so
     # the root keys are not required here; `ticketflow validate` reports missing ones.
     body.pop("required", None)
@@ -69,7 +77,7 @@ def pack_schema() -> dict[str, Any]:
         "A complete pack needs `pack`, `title` and `timezone`."
     )
     schema.update(body)
-    schema["definitions"] = {name: _clean(d) for name, d in sorted(defs.items())}
+    schema["definitions"] = {name: clean(d) for name, d in sorted(defs.items())}
     return schema
 
 
