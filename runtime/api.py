@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,7 @@ from dsl.diagnostics import render_text
 from engine.blueprint import Blueprint, RuleBp
 from engine.load import PackResult, load_pack_path
 from engine.model import Pack
-from runtime import access, commands, packs, rules, schedules, sla
+from runtime import access, commands, ids, packs, rules, schedules, sla
 from runtime.actors import Actor
 from runtime.api_drafts import DraftApi
 from runtime.api_intake import IntakeApi
@@ -106,7 +105,7 @@ class Runtime(PeopleApi, OutboxApi, TokenApi, IntakeApi, DraftApi):
         self.intake_config = intake
         self._deliverer: Deliverer | None = None
         self.clock = clock or SystemClock()
-        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.new_id = new_id or ids.new_id
         self._blueprints: dict[tuple[str, str, int], Blueprint] = {}
         self._lock = Lock()
         self.last_notes: list[str] = []
