@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from threading import Lock
 from typing import Any
 
@@ -90,11 +90,11 @@ class Authenticator:
         event loop may call this), else None and `caller` must be asked."""
         if self.trust_gateway and GATEWAY_USER in request.headers:
             return None
-        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = _bearer(request)
+        if secret is None:
             return None
         with self._lock:
-            hit = self._cache.get(hash_secret(secret.strip()))
+            hit = self._cache.get(hash_secret(secret))
         if hit is None or hit.until <= time.monotonic() or self._expired(hit.row):
             return None
         if hit.row.tenant_id != tenant:
@@ -107,11 +107,10 @@ class Authenticator:
                 del self._cache[key]
 
     def _from_token(self, request: ASGIConnection[Any, Any, Any, Any]) -> Caller:
-        header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = _bearer(request)
+        if secret is None:
             raise _unauthenticated("send 'Authorization: Bearer <token>'")
-        row, actor = self._lookup(secret.strip())
+        row, actor = self._lookup(secret)
         return Caller(actor, frozenset(row.roles) & API_ROLES, row.id)
 
     def _lookup(self, secret: str) -> tuple[TokenRow, Actor]:
@@ -125,7 +124,7 @@ class Authenticator:
         if row is None:
             raise _unauthenticated("the token is unknown, revoked or expired")
         pack_roles = [r for r in row.roles if r not in API_ROLES]
-        actor = self.rt.token_actor(_with_roles(row, pack_roles))
+        actor = self.rt.token_actor(replace(row, roles=pack_roles))
         with self._lock:
             self._cache[key] = _Cached(row, actor, now + self.cache_seconds)
         return row, actor
@@ -151,18 +150,10 @@ class Authenticator:
         return Caller(actor, frozenset(roles & API_ROLES))
 
 
-def _with_roles(row: TokenRow, roles: list[str]) -> TokenRow:
-    return TokenRow(
-        tenant_id=row.tenant_id,
-        id=row.id,
-        hash=row.hash,
-        user_id=row.user_id,
-        roles=roles,
-        name=row.name,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
+def _bearer(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
 
 
 def _wrong_tenant() -> ApiError:

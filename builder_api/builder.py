@@ -14,7 +14,7 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter, RawBody
 from pydantic import BaseModel, Field, model_validator
 
 from builder_api.auth import require_admin
-from builder_api.deps import PathInt, PathStr, Rt, Who
+from builder_api.deps import Locale, PathInt, PathStr, Rt, Who
 from builder_api.diff import Change, Summary, diff_documents, summarize
 from builder_api.drafts import (
     DraftError,
@@ -53,9 +53,6 @@ IfMatch = Annotated[
         ge=1,
         description="The draft revision the edit is based on; `conflict` if it moved on.",
     ),
-]
-Locale = Annotated[
-    str | None, QueryParameter(required=False, max_length=20, description="e.g. `en`, `zh`.")
 ]
 
 
@@ -201,11 +198,11 @@ def _draft_problem(exc: DraftError) -> ApiError:
 
 
 def _save(
-    rt: Runtime, tenant: str, pack: str, files: dict[str, str], by: str, revision: int | None
+    rt: Runtime, current: DraftRow, files: dict[str, str], by: str, revision: int | None
 ) -> DraftRow:
-    """Save over the revision the caller read (or the current one when it names none)."""
-    base = revision if revision is not None else rt.draft(tenant, pack).revision
-    return rt.save_draft(tenant, pack, files, by, base)
+    """Save over the revision the caller read (or, naming none, the one just edited)."""
+    base = revision if revision is not None else current.revision
+    return rt.save_draft(current.tenant_id, current.pack, files, by, base)
 
 
 def _version(rt: Runtime, tenant: str, pack: str, version: int) -> PackVersionRow:
@@ -287,7 +284,7 @@ class BuilderController(Controller):
                 files = {**current.files, **edited}
         except DraftError as exc:
             raise _draft_problem(exc) from None
-        return DraftOut.full(_save(rt, tenant, pack, files, caller.actor.id, revision))
+        return DraftOut.full(_save(rt, current, files, caller.actor.id, revision))
 
     @patch(
         "/drafts/{pack:str}",
@@ -311,7 +308,7 @@ class BuilderController(Controller):
         except DraftError as exc:
             raise _draft_problem(exc) from None
         files = {**current.files, **edited}
-        return DraftOut.full(_save(rt, tenant, pack, files, caller.actor.id, revision))
+        return DraftOut.full(_save(rt, current, files, caller.actor.id, revision))
 
     @get(
         "/drafts/{pack:str}/files/{name:path}",
@@ -359,7 +356,7 @@ class BuilderController(Controller):
         check_file_names({key: text}, "/path")
         current = rt.draft(tenant, pack)
         files = {**current.files, key: text}
-        return DraftInfo.of(_save(rt, tenant, pack, files, caller.actor.id, revision))
+        return DraftInfo.of(_save(rt, current, files, caller.actor.id, revision))
 
     @delete("/drafts/{pack:str}", sync_to_thread=True, responses=ERRORS, summary="Drop a draft")
     def delete_draft(self, rt: Rt, caller: Who, tenant: PathStr, pack: PathStr) -> None:
@@ -403,7 +400,7 @@ class BuilderController(Controller):
                 "publish-refused",
                 f"the draft has {report.errors} error(s); validate it for the details",
                 errors,
-                diagnostics=[_as_dict(v) for v in report.diagnostics],
+                diagnostics=[asdict(v) for v in report.diagnostics],
             )
         if result.pack.pack != pack:
             raise ApiError(
@@ -487,7 +484,7 @@ class BuilderController(Controller):
             raise ApiError(404, "not-found", str(exc)) from None
         except DraftError as exc:
             raise _draft_problem(exc) from None
-        row = _save(rt, tenant, pack, edit.files, caller.actor.id, revision or current.revision)
+        row = _save(rt, current, edit.files, caller.actor.id, revision)
         return GraphEditOut(
             draft=DraftInfo.of(row),
             edits=edit.edits,
@@ -569,7 +566,3 @@ def _graph(files: dict[str, str], workflow: str, locale: str | None) -> Graph:
     locales = document.get("locales") or ["en"]
     layout = read_saved(files).get(workflow)
     return graph_of(workflow, workflows[workflow], list(locales), locale, layout)
-
-
-def _as_dict(view: Any) -> dict[str, Any]:
-    return asdict(view)

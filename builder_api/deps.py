@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, QueryParameter
 
 from builder_api.auth import Caller
 from runtime.api import Runtime
@@ -13,3 +15,6 @@ Rt = NamedDependency[Runtime]
 Who = NamedDependency[Caller]
 PathStr = FromPath[str]
 PathInt = FromPath[int]
+Locale = Annotated[
+    str | None, QueryParameter(required=False, max_length=20, description="e.g. `en`, `zh`.")
+]

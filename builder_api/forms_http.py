@@ -11,7 +11,7 @@ from litestar.params import JSONBody, QueryParameter
 from pydantic import Field
 
 from builder_api.auth import require_admin
-from builder_api.deps import PathStr, Rt, Who
+from builder_api.deps import Locale, PathStr, Rt, Who
 from builder_api.forms import FormSchema, evaluate_rules, form, transition_form
 from builder_api.models import Body
 from builder_api.problems import ERRORS, ApiError
@@ -20,9 +20,6 @@ from engine.blueprint import Blueprint
 from runtime.api import Runtime
 from runtime.commands import resolve_template
 
-Locale = Annotated[
-    str | None, QueryParameter(required=False, max_length=20, description="e.g. `en`, `zh`.")
-]
 State = Annotated[
     str | None,
     QueryParameter(

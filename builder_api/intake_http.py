@@ -15,7 +15,7 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter, RawBody
 from pydantic import BaseModel, Field
 
 from builder_api.auth import require_admin, require_intake
-from builder_api.deps import PathStr, Rt, Who
+from builder_api.deps import Locale, PathStr, Rt, Who
 from builder_api.models import Body
 from builder_api.problems import ERRORS, ApiError, problem_responses
 from builder_api.tickets import TENANT_PATH
@@ -33,7 +33,6 @@ IdempotencyKey = Annotated[
         description="A redelivery with the same key returns the first outcome.",
     ),
 ]
-Locale = Annotated[str | None, QueryParameter(required=False, max_length=20)]
 PUBLIC_ERRORS = problem_responses(400, 403, 404, 409, 413, 422)
 
 

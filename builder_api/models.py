@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from builder_api.problems import status_of
 from runtime.api import Availability, BulkResult, Page
 from runtime.sla import ClockView
 from runtime.tickets import Ticket, TimelineEntry
@@ -221,8 +222,6 @@ class BulkItemOut(BaseModel):
 
 
 def bulk_out(results: list[BulkResult]) -> list[BulkItemOut]:
-    from builder_api.problems import status_of
-
     out = []
     for r in results:
         if r.error is None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from runtime.records import Conflict, DraftRow, InvalidCommand, NotFound
+from runtime.records import DraftRow, InvalidCommand, NotFound
 
 if TYPE_CHECKING:
     from runtime.clock import Clock
@@ -49,12 +49,7 @@ class DraftApi:
         check_draft(pack, files)
         row = DraftRow(tenant, pack, dict(files), 0, self.clock.now(), by)
         with self.store.transaction() as tx:
-            if expected_revision is None and tx.draft(tenant, pack) is not None:
-                raise Conflict(
-                    f"pack '{pack}' already has a draft; edit it, or delete it first",
-                    pack=pack,
-                )
-            tx.put_draft(row, expected_revision)
+            tx.put_draft(row, expected_revision)  # Conflict when another save came first
         return row
 
     def delete_draft(self, tenant: str, pack: str) -> None:

@@ -15,6 +15,7 @@ from builder_api.app import ApiSettings, create_app
 from runtime.api import Runtime
 from runtime.clock import ManualClock
 from runtime.intake import IntakeConfig
+from runtime.store import open_store
 from tests.runtime_fixtures import ROOT, START, database_url
 
 PACKS = [ROOT / "examples/workflows/it_service_desk", ROOT / "examples/workflows/retail_store"]
@@ -90,7 +91,7 @@ ASSET = {
 def open_api(kind: str, tmp_path: Path, settings: ApiSettings | None = None) -> Iterator[Api]:
     clock = ManualClock(START)
     with database_url(kind, tmp_path) as url:
-        rt = Runtime(_store(url), clock, intake=INTAKE)
+        rt = Runtime(open_store(url), clock, intake=INTAKE)
         for tenant in TENANTS:
             for pack in PACKS:
                 rt.publish(pack, tenant=tenant)
@@ -100,9 +101,3 @@ def open_api(kind: str, tmp_path: Path, settings: ApiSettings | None = None) -> 
                 yield Api(client, rt, clock)
         finally:
             rt.close()
-
-
-def _store(url: str) -> Any:
-    from runtime.store import open_store
-
-    return open_store(url)
