@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.people_cmds import TenantOption, _runtime
+from cli.people_cmds import TenantOption, _runtime, run_import
 from cli.runtime_cmds import DatabaseOption
 
 assets_app = typer.Typer(help="Assets that QR codes name.", no_args_is_help=True)
@@ -26,25 +26,11 @@ def assets_import(
 ) -> None:
     """Add or replace assets by code; each names a template of the tenant's published
     packs that takes QR submissions. All or nothing: on any error nothing changes (exit 1)."""
-    from dsl.diagnostics import render_text
-    from runtime.api import Runtime
     from runtime.intake_assets import AssetError
 
-    rt = _runtime(database, pack)
-    assert isinstance(rt, Runtime)
-    try:
-        for path in pack or []:
-            rt.publish(path, tenant=tenant)
-        if not rt.current(tenant):
-            typer.echo(f"error: tenant '{tenant}' has no published pack; pass --pack", err=True)
-            raise typer.Exit(2)
-        count = rt.import_assets(tenant, file)
-    except AssetError as exc:
-        typer.echo(render_text(exc.diagnostics), err=True)
-        typer.echo(f"{len(exc.diagnostics)} problem(s); nothing imported", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        rt.close()
+    count = run_import(
+        database, tenant, pack, lambda rt: rt.import_assets(tenant, file), AssetError
+    )
     typer.echo(f"{count} asset(s) written")
 
 

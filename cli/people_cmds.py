@@ -4,7 +4,8 @@ and the messages waiting to go out (or given up on)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -14,6 +15,7 @@ directory_app = typer.Typer(help="People: agents, teams, skills, shifts.", no_ar
 outbox_app = typer.Typer(help="Messages to deliver, and dead letters.", no_args_is_help=True)
 
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant.")]
+T = TypeVar("T")
 
 
 def _runtime(database: str | None, packs: list[str] | None = None) -> object:
@@ -25,6 +27,35 @@ def _runtime(database: str | None, packs: list[str] | None = None) -> object:
         typer.echo(f"error: {missing}; run `ticketflow db upgrade --database {url}`", err=True)
         raise typer.Exit(2)
     return Runtime.open([], url)
+
+
+def run_import(
+    database: str | None,
+    tenant: str,
+    packs: list[str] | None,
+    load: Callable[[Any], T],
+    refused: type[Exception],
+) -> T:
+    """An all-or-nothing import: publish `packs` (if changed), then `load(runtime)`. When it
+    raises `refused`, print its located diagnostics and exit 1; with no pack published for
+    the tenant, exit 2."""
+    from dsl.diagnostics import render_text
+
+    rt: Any = _runtime(database, packs)
+    try:
+        for path in packs or []:
+            rt.publish(path, tenant=tenant)
+        if not rt.current(tenant):
+            typer.echo(f"error: tenant '{tenant}' has no published pack; pass --pack", err=True)
+            raise typer.Exit(2)
+        return load(rt)
+    except refused as exc:
+        diagnostics = getattr(exc, "diagnostics", ())
+        typer.echo(render_text(list(diagnostics)), err=True)
+        typer.echo(f"{len(diagnostics)} problem(s); nothing imported", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
 
 
 @directory_app.command("import")
@@ -42,25 +73,15 @@ def directory_import(
 ) -> None:
     """Load people; every team, skill, role and calendar they name must exist in the
     tenant's published packs. All or nothing: on any error nothing changes (exit 1)."""
-    from dsl.diagnostics import render_text
     from engine.people import DirectoryError
-    from runtime.api import Runtime
 
-    rt = _runtime(database, pack)
-    assert isinstance(rt, Runtime)
-    try:
-        for path in pack or []:
-            rt.publish(path, tenant=tenant)
-        if not rt.current(tenant):
-            typer.echo(f"error: tenant '{tenant}' has no published pack; pass --pack", err=True)
-            raise typer.Exit(2)
-        result = rt.import_people(tenant, file, replace=replace)
-    except DirectoryError as exc:
-        typer.echo(render_text(exc.diagnostics), err=True)
-        typer.echo(f"{len(exc.diagnostics)} problem(s); nothing imported", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        rt.close()
+    result = run_import(
+        database,
+        tenant,
+        pack,
+        lambda rt: rt.import_people(tenant, file, replace=replace),
+        DirectoryError,
+    )
     typer.echo(f"{result.written} people written, {result.removed} removed (revision {result.rev})")
 
 
